@@ -1,0 +1,34 @@
+# Every target installs what it needs first, so each works on a fresh clone.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+MODEL  ?= resnet50
+PRECISION ?= fp32
+ARTIFACTS ?= artifacts
+
+.PHONY: install export test lint clean
+
+install: $(STAMP)
+
+# torch is pinned to the CPU wheel first: an unpinned torch would pull a multi-GB CUDA build.
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q torch==2.13.0
+	$(BIN)/pip install -q -e '.[dev]'
+	touch $(STAMP)
+
+export: $(STAMP)
+	$(BIN)/rbench export --model $(MODEL) --precision $(PRECISION) --out $(ARTIFACTS)
+
+test: $(STAMP)
+	$(BIN)/pytest -q
+
+lint: $(STAMP)
+	$(BIN)/ruff check rbench tests tools
+	$(BIN)/ruff format --check rbench tests tools
+
+clean:
+	rm -rf $(VENV) $(ARTIFACTS) .pytest_cache .ruff_cache build *.egg-info
+	find . -name __pycache__ -type d -prune -exec rm -rf {} +

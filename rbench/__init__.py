@@ -1,0 +1,36 @@
+"""rbench: ResNet deployment and benchmarking.
+
+The Python API mirrors the CLI:
+
+>>> from rbench import create_model, export_artifact, ModelConfig
+>>> result = export_artifact(ModelConfig("resnet18"), out="artifacts")
+"""
+
+from __future__ import annotations
+
+from rbench.errors import ArtifactError, BadInputError, EnvironmentProblem, ParityError, RbenchError
+
+__all__ = [
+    "ArtifactError",
+    "BadInputError",
+    "EnvironmentProblem",
+    "ModelConfig",
+    "ParityError",
+    "RbenchError",
+    "create_model",
+    "export_artifact",
+    "list_models",
+]
+__version__ = "0.1.0"
+
+
+def __getattr__(name: str):  # noqa: ANN202 - lazy re-exports keep `import rbench` light
+    if name in ("create_model", "list_models"):
+        from rbench import models
+
+        return getattr(models, name)
+    if name in ("ModelConfig", "export_artifact"):
+        from rbench.export import pipeline
+
+        return getattr(pipeline, name)
+    raise AttributeError(f"module 'rbench' has no attribute {name!r}")

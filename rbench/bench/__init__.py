@@ -1,0 +1,1 @@
+"""Measuring backends: numerical parity against the PyTorch reference (and, later, latency and throughput)."""

@@ -1,0 +1,203 @@
+"""Numerical parity between a runner and a reference, per output, with tolerances per precision.
+
+An output passes when it has no NaN or Inf, its max absolute error is within ``max_abs_rel`` × max |reference|, its
+worst per-sample cosine similarity is at least ``min_cosine``, and its top-1 agreement is at least ``min_top1``.
+Every figure is reported, including the smallest relative tolerance that would have passed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from rbench.data import Preprocess, builtin_photos, preprocess_batch, random_inputs
+from rbench.errors import BadInputError
+from rbench.runtime.base import Runner
+
+if TYPE_CHECKING:
+    from rbench.export.artifact import Artifact
+
+
+@dataclass(frozen=True)
+class Tolerance:
+    """Bounds an output must meet against the FP32 PyTorch reference."""
+
+    max_abs_rel: float  # max |out - ref| <= max_abs_rel * max |ref|
+    min_cosine: float  # worst per-sample cosine similarity
+    min_top1: float  # fraction of samples with the same argmax
+
+
+#: Default tolerances per precision; the README's table explains each.
+TOLERANCES: dict[str, Tolerance] = {
+    "fp32": Tolerance(max_abs_rel=1e-4, min_cosine=0.99999, min_top1=1.0),
+    "fp16": Tolerance(max_abs_rel=1e-2, min_cosine=0.9999, min_top1=1.0),
+    "int8": Tolerance(max_abs_rel=0.25, min_cosine=0.99, min_top1=0.9),
+}
+
+
+def tolerance_for(precision: str) -> Tolerance:
+    try:
+        return TOLERANCES[precision]
+    except KeyError:
+        raise BadInputError(f"unsupported precision {precision!r}; choose from {', '.join(TOLERANCES)}") from None
+
+
+@dataclass(frozen=True)
+class OutputStats:
+    """How far one output is from its reference."""
+
+    max_abs: float
+    mean_abs: float
+    p99_abs: float
+    max_rel: float
+    ref_max_abs: float
+    min_cosine: float
+    top1: float
+    top5: float
+    nan: int
+    inf: int
+
+    @property
+    def min_passing_rel(self) -> float:
+        """The smallest ``max_abs_rel`` that would have passed."""
+        return self.max_abs / self.ref_max_abs if self.ref_max_abs else float(self.max_abs > 0) * np.inf
+
+    def failures(self, tol: Tolerance) -> list[str]:
+        out = []
+        if self.nan or self.inf:
+            out.append(f"{self.nan} NaN and {self.inf} Inf")
+        if not self.max_abs <= tol.max_abs_rel * self.ref_max_abs:
+            out.append(f"max abs error {self.max_abs:.3g} > {tol.max_abs_rel:g} x max|ref| {self.ref_max_abs:.3g}")
+        if not self.min_cosine >= tol.min_cosine:
+            out.append(f"cosine {self.min_cosine:.6f} < {tol.min_cosine}")
+        if not self.top1 >= tol.min_top1:
+            out.append(f"top-1 agreement {self.top1:.1%} < {tol.min_top1:.0%}")
+        return out
+
+
+def compare(reference: np.ndarray, output: np.ndarray) -> OutputStats:
+    """Error statistics of ``output`` against ``reference`` (both ``[batch, ...]``)."""
+    if reference.shape != output.shape:
+        raise BadInputError(f"output shape {list(output.shape)} differs from reference {list(reference.shape)}")
+    ref = reference.astype(np.float64).reshape(len(reference), -1)
+    out = output.astype(np.float64).reshape(len(output), -1)
+    finite = np.isfinite(out)
+    err = np.where(finite, np.abs(out - ref), np.inf)
+    denom = np.maximum(np.abs(ref), np.finfo(np.float32).tiny)
+    safe_out = np.where(finite, out, 0.0)
+    cos = (ref * safe_out).sum(1) / np.maximum(np.linalg.norm(ref, axis=1) * np.linalg.norm(safe_out, axis=1), 1e-30)
+    k = min(5, ref.shape[1])
+    top_ref = np.argsort(-ref, axis=1)[:, :k]
+    top_out = np.argsort(-safe_out, axis=1)[:, :k]
+    return OutputStats(
+        max_abs=float(err.max()),
+        mean_abs=float(err.mean()),
+        p99_abs=float(np.percentile(err, 99)),
+        max_rel=float((err / denom).max()),
+        ref_max_abs=float(np.abs(ref).max()),
+        min_cosine=float(cos.min()) if finite.all() else float("nan"),
+        top1=float((top_ref[:, 0] == top_out[:, 0]).mean()),
+        top5=float(np.mean([len(set(a) & set(b)) / k for a, b in zip(top_ref, top_out, strict=True)])),
+        nan=int(np.isnan(output).sum()),
+        inf=int(np.isinf(output).sum()),
+    )
+
+
+@dataclass
+class ParityReport:
+    """Per input set and output: statistics and failures; ``passed`` only if every one passed."""
+
+    runner: str
+    reference: str
+    precision: str
+    tolerance: Tolerance
+    stats: dict[str, dict[str, OutputStats]] = field(default_factory=dict)
+    failures: list[str] = field(default_factory=list)
+
+    @property
+    def passed(self) -> bool:
+        return not self.failures
+
+    def to_dict(self) -> dict:
+        return {
+            "runner": self.runner,
+            "reference": self.reference,
+            "precision": self.precision,
+            "tolerance": asdict(self.tolerance),
+            "passed": self.passed,
+            "failures": self.failures,
+            "inputs": {
+                name: {out: {**asdict(s), "min_passing_rel": s.min_passing_rel} for out, s in outs.items()}
+                for name, outs in self.stats.items()
+            },
+        }
+
+
+def check_parity(
+    runner: Runner,
+    reference: Runner,
+    inputs: Mapping[str, Mapping[str, np.ndarray]],
+    tolerance: Tolerance,
+) -> ParityReport:
+    """Run both active runners on every named input set and compare every output.
+
+    Args:
+        runner: the runner under test.
+        reference: the FP32 reference (eager, unfolded PyTorch).
+        inputs: input-set name (``"random"``, ``"photos"``) to feed.
+        tolerance: the bounds every output must meet.
+    """
+    report = ParityReport(runner.name, reference.name, runner.precision, tolerance)
+    for set_name, feed in inputs.items():
+        expected = reference.infer(feed)
+        actual = runner.infer(feed)
+        report.stats[set_name] = {}
+        for out_name, ref in expected.items():
+            if out_name not in actual:
+                report.failures.append(f"{set_name}/{out_name}: missing from {runner.name}")
+                continue
+            stats = compare(ref, actual[out_name])
+            report.stats[set_name][out_name] = stats
+            report.failures += [f"{set_name}/{out_name}: {f}" for f in stats.failures(tolerance)]
+    return report
+
+
+def parity_inputs(
+    preprocess: Preprocess,
+    input_name: str = "input",
+    seed: int = 0,
+    random_count: int = 4,
+    images: Mapping[str, np.ndarray] | None = None,
+) -> dict[str, dict[str, np.ndarray]]:
+    """The two input sets of a parity check: seeded random tensors, and real photos preprocessed the ImageNet way.
+
+    ``images`` replaces the built-in photos (``rbench.data.load_image_folder`` reads a user's folder).
+    """
+    photos = images if images is not None else builtin_photos()
+    shape = (3, preprocess.size, preprocess.size)
+    return {
+        "random": {input_name: random_inputs(random_count, shape, seed)},
+        "photos": {input_name: preprocess_batch(dict(photos), preprocess)},
+    }
+
+
+def artifact_parity(
+    artifact: Artifact,
+    backend: str = "ort",
+    precision: str = "fp32",
+    images: Mapping[str, np.ndarray] | None = None,
+    tolerance: Tolerance | None = None,
+) -> ParityReport:
+    """Parity of one backend and precision of an artifact against its unfolded FP32 PyTorch model."""
+    from rbench.runtime import TorchRunner, runner_for
+
+    tolerance = tolerance or tolerance_for(precision)
+    runner = runner_for(artifact, backend, precision)
+    model = artifact.reference_model()
+    reference = TorchRunner(model, artifact.input_shape)
+    inputs = parity_inputs(artifact.preprocess, artifact.input_name, images=images)
+    with runner, reference:
+        return check_parity(runner, reference, inputs, tolerance)

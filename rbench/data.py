@@ -1,0 +1,144 @@
+"""Images in, network-ready arrays out: the photos that ship offline, user folders, and ImageNet preprocessing.
+
+Preprocessing is torchvision's classic evaluation transform done with PIL (resize the shorter side with bilinear
+filtering, center-crop, scale to [0, 1], normalize by mean and std), so parity and calibration see exactly what
+inference sees.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from rbench.errors import BadInputError
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+CIFAR_MEAN = (0.4914, 0.4822, 0.4465)
+CIFAR_STD = (0.2470, 0.2435, 0.2616)
+
+#: The colour photos in scikit-image's package data: real images that need no download.
+BUILTIN_PHOTOS = (
+    "astronaut",
+    "chelsea",
+    "coffee",
+    "rocket",
+    "hubble_deep_field",
+    "immunohistochemistry",
+    "retina",
+    "colorwheel",
+)
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
+
+
+@dataclass(frozen=True)
+class Preprocess:
+    """The evaluation transform: resize the shorter side to ``resize``, center-crop ``size``, normalize."""
+
+    size: int = 224
+    resize: int = 256
+    mean: tuple[float, float, float] = IMAGENET_MEAN
+    std: tuple[float, float, float] = IMAGENET_STD
+
+    def __call__(self, image: np.ndarray) -> np.ndarray:
+        """HWC uint8 RGB (or grayscale) in, CHW float32 out."""
+        pil = _to_pil(image)
+        w, h = pil.size
+        scale = self.resize / min(w, h)
+        pil = pil.resize((max(self.size, round(w * scale)), max(self.size, round(h * scale))), _bilinear())
+        w, h = pil.size
+        left, top = (w - self.size) // 2, (h - self.size) // 2
+        pil = pil.crop((left, top, left + self.size, top + self.size))
+        return self.normalize(np.asarray(pil))
+
+    def normalize(self, rgb: np.ndarray) -> np.ndarray:
+        x = rgb.astype(np.float32) / 255.0
+        x = (x - np.asarray(self.mean, np.float32)) / np.asarray(self.std, np.float32)
+        return np.ascontiguousarray(x.transpose(2, 0, 1))
+
+
+def _bilinear():  # noqa: ANN202 - PIL's enum type
+    from PIL import Image
+
+    return Image.Resampling.BILINEAR
+
+
+def _to_pil(image: np.ndarray):  # noqa: ANN202 - PIL.Image
+    from PIL import Image
+
+    if image.ndim == 2:
+        image = np.stack([image] * 3, axis=-1)
+    if image.ndim != 3 or image.shape[-1] not in (3, 4):
+        raise BadInputError(f"expected an HxWx3 RGB image, got an array of shape {image.shape}")
+    if image.dtype == bool:
+        image = image.astype(np.uint8) * 255
+    return Image.fromarray(np.ascontiguousarray(image[..., :3].astype(np.uint8)))
+
+
+def builtin_photos() -> dict[str, np.ndarray]:
+    """scikit-image's colour photos by name, as HWC uint8 arrays."""
+    from skimage import data
+
+    return {name: getattr(data, name)() for name in BUILTIN_PHOTOS}
+
+
+def load_image_folder(folder: str | os.PathLike[str]) -> dict[str, np.ndarray]:
+    """Every image directly inside ``folder``, sorted by name, as HWC uint8 RGB arrays."""
+    from PIL import Image, UnidentifiedImageError
+
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise BadInputError(f"image folder not found: {folder}")
+    files = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+    if not files:
+        raise BadInputError(f"no images ({', '.join(IMAGE_SUFFIXES)}) in {folder}")
+    images = {}
+    for path in files:
+        try:
+            with Image.open(path) as img:
+                images[path.name] = np.asarray(img.convert("RGB"))
+        except (UnidentifiedImageError, OSError) as exc:
+            raise BadInputError(f"cannot read image {path}: {exc}") from None
+    return images
+
+
+def preprocess_batch(images: dict[str, np.ndarray], transform: Preprocess) -> np.ndarray:
+    """Stack preprocessed images into one NCHW float32 batch."""
+    return np.stack([transform(img) for img in images.values()])
+
+
+def random_inputs(count: int, shape: tuple[int, int, int], seed: int = 0) -> np.ndarray:
+    """Seeded standard-normal inputs: what a normalized image looks like to a network, in distribution only."""
+    return np.random.default_rng(seed).standard_normal((count, *shape), dtype=np.float32)
+
+
+def augmented_photos(
+    count: int,
+    transform: Preprocess,
+    seed: int = 0,
+    images: dict[str, np.ndarray] | None = None,
+) -> np.ndarray:
+    """``count`` random-resized crops with random flips of real photos, preprocessed like inference.
+
+    Real, varied images for calibration: noise calibration wrecks INT8 accuracy on photos.
+    """
+    rng = np.random.default_rng(seed)
+    sources = list((images if images is not None else builtin_photos()).values())
+    out = np.empty((count, 3, transform.size, transform.size), np.float32)
+    for i in range(count):
+        pil = _to_pil(sources[i % len(sources)])
+        w, h = pil.size
+        area = w * h * rng.uniform(0.25, 1.0)
+        aspect = np.exp(rng.uniform(np.log(3 / 4), np.log(4 / 3)))
+        cw = int(min(w, round(np.sqrt(area * aspect))))
+        ch = int(min(h, round(np.sqrt(area / aspect))))
+        left, top = int(rng.integers(0, w - cw + 1)), int(rng.integers(0, h - ch + 1))
+        crop = pil.crop((left, top, left + cw, top + ch)).resize((transform.size, transform.size), _bilinear())
+        rgb = np.asarray(crop)
+        if rng.random() < 0.5:
+            rgb = rgb[:, ::-1]
+        out[i] = transform.normalize(rgb)
+    return out

@@ -1,0 +1,1 @@
+"""From a PyTorch model to checked ONNX artifacts: BatchNorm folding, export, precision variants, manifests."""

@@ -1,0 +1,94 @@
+"""Parameters and multiply-accumulates per stage, and the bottleneck arithmetic of the residual-learning paper."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from rbench.models.resnet import BasicBlock, Bottleneck
+
+
+@dataclass(frozen=True)
+class StageStats:
+    name: str
+    params: int
+    macs: int
+    output_shape: tuple[int, ...]
+
+
+def stage_stats(model: nn.Module, input_shape: tuple[int, int, int]) -> list[StageStats]:
+    """Parameters and MACs (convolutions and linear layers) of each top-level stage for one image.
+
+    Stages are the model's direct children; the stem (``conv1 bn1 relu maxpool``) is reported as one row, as are
+    the pooling and classifier (``avgpool fc``) as ``head``.
+    """
+    macs: dict[str, int] = {}
+    shapes: dict[str, tuple[int, ...]] = {}
+    hooks = []
+
+    def count(stage: str):  # noqa: ANN202 - a forward hook
+        def hook(module: nn.Module, inputs: tuple[torch.Tensor, ...], output: torch.Tensor) -> None:
+            if isinstance(module, nn.Conv2d):
+                kh, kw = module.kernel_size
+                macs[stage] += output.numel() * (module.in_channels // module.groups) * kh * kw
+            elif isinstance(module, nn.Linear):
+                macs[stage] += output.numel() * module.in_features
+
+        return hook
+
+    stages = _stages(model)
+    for stage, modules in stages.items():
+        macs[stage] = 0
+        for module in modules:
+            for sub in module.modules():
+                if isinstance(sub, nn.Conv2d | nn.Linear):
+                    hooks.append(sub.register_forward_hook(count(stage)))
+            hooks.append(module.register_forward_hook(_record_shape(shapes, stage)))
+    try:
+        with torch.no_grad():
+            model.eval()(torch.zeros(1, *input_shape))
+    finally:
+        for h in hooks:
+            h.remove()
+    return [
+        StageStats(stage, sum(p.numel() for m in modules for p in m.parameters()), macs[stage], shapes[stage])
+        for stage, modules in stages.items()
+    ]
+
+
+def _record_shape(shapes: dict[str, tuple[int, ...]], stage: str):  # noqa: ANN202 - a forward hook
+    def hook(module: nn.Module, inputs: tuple[torch.Tensor, ...], output: torch.Tensor) -> None:
+        shapes[stage] = tuple(output.shape[1:])
+
+    return hook
+
+
+def _stages(model: nn.Module) -> dict[str, list[nn.Module]]:
+    stages: dict[str, list[nn.Module]] = {"stem": [], "head": []}
+    for name, child in model.named_children():
+        if name.startswith("layer"):
+            stages[name] = [child]
+        elif name in ("avgpool", "fc"):
+            stages["head"].append(child)
+        else:
+            stages["stem"].append(child)
+    head = stages.pop("head")
+    stages["head"] = head
+    return stages
+
+
+def bottleneck_arithmetic(channels: int = 256) -> dict[str, int]:
+    """Convolution weights of one block at ``channels`` wide: bottleneck (1×1→3×3→1×1) vs two 3×3 convolutions.
+
+    At 256 channels: 69,632 against 1,179,648, the reason ResNet-50 and deeper use bottlenecks.
+    """
+
+    def conv_weights(block: nn.Module) -> int:
+        return sum(m.weight.numel() for m in block.modules() if isinstance(m, nn.Conv2d))
+
+    return {
+        "bottleneck": conv_weights(Bottleneck(channels, channels // Bottleneck.expansion)),
+        "basic": conv_weights(BasicBlock(channels, channels)),
+    }

@@ -1,0 +1,118 @@
+"""The one lifecycle every backend follows, after Polygraphy's ``BaseRunner``.
+
+A runner is a context manager: ``__enter__`` activates it (loads the model, creates the session), ``__exit__``
+releases it. ``infer(feed)`` takes and returns numpy arrays keyed by tensor name, and checks the feed against the
+runner's declared inputs *before* the backend sees it, so every backend rejects a bad input with the same message.
+Timing is not a runner's business: see ``rbench.bench``.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from types import TracebackType
+
+import numpy as np
+
+from rbench.errors import BadInputError
+
+Dim = int | str | None  # a fixed size, or a symbolic/dynamic one
+
+
+@dataclass(frozen=True)
+class TensorSpec:
+    """Name, dtype and shape of one input; a ``str`` or ``None`` dimension is dynamic."""
+
+    name: str
+    dtype: np.dtype
+    shape: tuple[Dim, ...]
+
+    def describe(self) -> str:
+        dims = ", ".join(str(d) if d is not None else "?" for d in self.shape)
+        return f"{self.name}: {np.dtype(self.dtype).name}[{dims}]"
+
+
+def validate_feed(feed: Mapping[str, np.ndarray], specs: Sequence[TensorSpec]) -> None:
+    """Raise ``BadInputError`` unless ``feed`` has exactly the inputs of ``specs``, well-typed and finite."""
+    expected = {s.name for s in specs}
+    if set(feed) != expected:
+        raise BadInputError(
+            f"expected inputs {sorted(expected)}, got {sorted(feed)}; "
+            f"inputs are {'; '.join(s.describe() for s in specs)}"
+        )
+    for spec in specs:
+        arr = feed[spec.name]
+        if not isinstance(arr, np.ndarray):
+            raise BadInputError(f"input {spec.name!r} must be a numpy array, got {type(arr).__name__}")
+        if arr.dtype != spec.dtype:
+            raise BadInputError(
+                f"input {spec.name!r} has dtype {arr.dtype}, expected {np.dtype(spec.dtype).name} ({spec.describe()})"
+            )
+        if arr.ndim != len(spec.shape) or any(
+            isinstance(d, int) and d != n for d, n in zip(spec.shape, arr.shape, strict=True)
+        ):
+            raise BadInputError(f"input {spec.name!r} has shape {list(arr.shape)}, expected {spec.describe()}")
+        if arr.ndim and arr.shape[0] < 1:
+            raise BadInputError(f"input {spec.name!r} has batch size 0; need at least 1")
+        if np.issubdtype(arr.dtype, np.floating) and not np.isfinite(arr).all():
+            bad = int((~np.isfinite(arr)).sum())
+            raise BadInputError(f"input {spec.name!r} has {bad} NaN/Inf value(s); inputs must be finite")
+
+
+class Runner(abc.ABC):
+    """Base class of every backend: activate, ``infer`` any number of times, release.
+
+    Subclasses implement ``_activate``, ``_deactivate``, ``input_specs`` and ``_infer``.
+    """
+
+    backend: str = "base"
+
+    def __init__(self, name: str, device: str, precision: str) -> None:
+        self.name = name
+        self.device = device
+        self.precision = precision
+        self.is_active = False
+
+    def __enter__(self) -> Runner:
+        self.activate()
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.deactivate()
+
+    def activate(self) -> None:
+        if self.is_active:
+            raise RuntimeError(f"runner {self.name} is already active")
+        self._activate()
+        self.is_active = True
+
+    def deactivate(self) -> None:
+        if self.is_active:
+            self._deactivate()
+            self.is_active = False
+
+    def infer(self, feed: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Validate ``feed``, run the backend, and return its outputs by name as numpy arrays."""
+        if not self.is_active:
+            raise RuntimeError(f"runner {self.name} is not active: use it as a context manager")
+        validate_feed(feed, self.input_specs())
+        return self._infer(feed)
+
+    @abc.abstractmethod
+    def input_specs(self) -> list[TensorSpec]:
+        """The inputs this runner accepts (valid only while active)."""
+
+    @abc.abstractmethod
+    def _activate(self) -> None: ...
+
+    @abc.abstractmethod
+    def _deactivate(self) -> None: ...
+
+    @abc.abstractmethod
+    def _infer(self, feed: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]: ...
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(name={self.name!r}, device={self.device!r}, precision={self.precision!r})"

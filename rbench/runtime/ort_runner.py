@@ -1,0 +1,102 @@
+"""ONNX Runtime, with configurable execution providers (CPU here; CUDA and TensorRT where a GPU exists)."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from rbench.errors import BadInputError, EnvironmentProblem, missing_dependency
+from rbench.runtime.base import Runner, TensorSpec
+
+ORT_TYPES = {
+    "tensor(float)": np.float32,
+    "tensor(float16)": np.float16,
+    "tensor(double)": np.float64,
+    "tensor(int64)": np.int64,
+    "tensor(int32)": np.int32,
+    "tensor(uint8)": np.uint8,
+    "tensor(int8)": np.int8,
+}
+PROVIDER_DEVICES = {
+    "CPUExecutionProvider": "cpu",
+    "CUDAExecutionProvider": "cuda",
+    "TensorrtExecutionProvider": "cuda",
+}
+
+
+class OrtRunner(Runner):
+    """Runs an ONNX model with ONNX Runtime.
+
+    Args:
+        model: path to an ``.onnx`` file, or its serialized bytes.
+        providers: execution providers in order of preference, e.g. ``["CUDAExecutionProvider",
+            "CPUExecutionProvider"]``. Each must be available in the installed onnxruntime.
+        provider_options: one dict per provider (the TensorRT provider's ``trt_engine_cache_path``, say).
+        precision: a label for reports (the ONNX graph itself fixes what runs in which precision).
+        intra_op_threads: 0 lets ONNX Runtime choose.
+    """
+
+    backend = "ort"
+
+    def __init__(
+        self,
+        model: str | os.PathLike[str] | bytes,
+        providers: Sequence[str] = ("CPUExecutionProvider",),
+        provider_options: Sequence[Mapping[str, Any]] | None = None,
+        precision: str = "fp32",
+        intra_op_threads: int = 0,
+    ) -> None:
+        device = PROVIDER_DEVICES.get(providers[0], providers[0]) if providers else "cpu"
+        super().__init__(f"ort-{providers[0].removesuffix('ExecutionProvider').lower()}-{precision}", device, precision)
+        self._model = model if isinstance(model, bytes) else Path(model)
+        self.providers = list(providers)
+        self.provider_options = [dict(o) for o in provider_options] if provider_options else None
+        self.intra_op_threads = intra_op_threads
+        self.session: Any = None
+
+    def _activate(self) -> None:
+        if importlib.util.find_spec("onnxruntime") is None:
+            raise missing_dependency("onnxruntime", "gpu" if self.device == "cuda" else "dev")
+        import onnxruntime as ort
+
+        available = ort.get_available_providers()
+        missing = [p for p in self.providers if p not in available]
+        if missing:
+            raise EnvironmentProblem(
+                f"requested provider(s) {', '.join(missing)} are not available; "
+                f"available providers are {', '.join(available)} (for CUDA/TensorRT: pip install 'rbench[gpu]')"
+            )
+        if isinstance(self._model, Path) and not self._model.is_file():
+            raise BadInputError(f"ONNX model not found: {self._model}")
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = self.intra_op_threads
+        options.log_severity_level = 3
+        model = self._model if isinstance(self._model, bytes) else str(self._model)
+        try:
+            self.session = ort.InferenceSession(
+                model, options, providers=self.providers, provider_options=self.provider_options
+            )
+        except Exception as exc:  # onnxruntime raises its own untyped exceptions for corrupt graphs
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise BadInputError(f"ONNX Runtime cannot load {self._describe()}: {first}") from None
+
+    def _describe(self) -> str:
+        return "the model bytes" if isinstance(self._model, bytes) else str(self._model)
+
+    def _deactivate(self) -> None:
+        self.session = None
+
+    def input_specs(self) -> list[TensorSpec]:
+        return [
+            TensorSpec(i.name, np.dtype(ORT_TYPES.get(i.type, np.float32)), tuple(i.shape))
+            for i in self.session.get_inputs()
+        ]
+
+    def _infer(self, feed: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        names = [o.name for o in self.session.get_outputs()]
+        return dict(zip(names, self.session.run(names, dict(feed)), strict=True))
