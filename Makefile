@@ -26,8 +26,8 @@ test: $(STAMP)
 	$(BIN)/pytest -q
 
 lint: $(STAMP)
-	$(BIN)/ruff check rbench tests tools
-	$(BIN)/ruff format --check rbench tests tools
+	$(BIN)/ruff check rbench tests
+	$(BIN)/ruff format --check rbench tests
 
 clean:
 	rm -rf $(VENV) $(ARTIFACTS) .pytest_cache .ruff_cache build *.egg-info

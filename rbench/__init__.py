@@ -24,7 +24,7 @@ __all__ = [
 __version__ = "0.1.0"
 
 
-def __getattr__(name: str):  # noqa: ANN202 - lazy re-exports keep `import rbench` light
+def __getattr__(name: str):
     if name in ("create_model", "list_models"):
         from rbench import models
 

@@ -60,13 +60,13 @@ class Preprocess:
         return np.ascontiguousarray(x.transpose(2, 0, 1))
 
 
-def _bilinear():  # noqa: ANN202 - PIL's enum type
+def _bilinear():
     from PIL import Image
 
     return Image.Resampling.BILINEAR
 
 
-def _to_pil(image: np.ndarray):  # noqa: ANN202 - PIL.Image
+def _to_pil(image: np.ndarray):
     from PIL import Image
 
     if image.ndim == 2:

@@ -40,3 +40,9 @@ class EnvironmentProblem(RbenchError):
 def missing_dependency(package: str, extra: str) -> EnvironmentProblem:
     """The one message for an optional library that is not installed."""
     return EnvironmentProblem(f"{package} is not installed: pip install 'rbench[{extra}]'")
+
+
+def first_line(exc: BaseException) -> str:
+    """The first line of an exception's message, or its type name when it has none."""
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__

@@ -152,8 +152,8 @@ def check_parity(
     """
     report = ParityReport(runner.name, reference.name, runner.precision, tolerance)
     for set_name, feed in inputs.items():
-        expected = reference.infer(feed)
-        actual = runner.infer(feed)
+        expected = infer_in_batches(reference, feed)
+        actual = infer_in_batches(runner, feed)
         report.stats[set_name] = {}
         for out_name, ref in expected.items():
             if out_name not in actual:
@@ -163,6 +163,19 @@ def check_parity(
             report.stats[set_name][out_name] = stats
             report.failures += [f"{set_name}/{out_name}: {f}" for f in stats.failures(tolerance)]
     return report
+
+
+def infer_in_batches(runner: Runner, feed: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """``runner.infer``, split into the runner's fixed batch size where its inputs have one (static-batch models)."""
+    fixed = {s.shape[0] for s in runner.input_specs() if s.shape and isinstance(s.shape[0], int)}
+    total = len(next(iter(feed.values())))
+    if not fixed or fixed == {total}:
+        return runner.infer(feed)
+    size = fixed.pop()
+    if total % size:
+        raise BadInputError(f"{runner.name} takes batches of {size}; {total} samples do not split evenly")
+    parts = [runner.infer({k: v[i : i + size] for k, v in feed.items()}) for i in range(0, total, size)]
+    return {name: np.concatenate([p[name] for p in parts]) for name in parts[0]}
 
 
 def parity_inputs(

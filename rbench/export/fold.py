@@ -47,9 +47,7 @@ def fold_conv_bn(conv: nn.Conv2d, bn: nn.BatchNorm2d) -> nn.Conv2d:
     if bn.running_mean is None or bn.running_var is None:
         raise ValueError("cannot fold a BatchNorm without running statistics (track_running_stats=False)")
     folded = copy.deepcopy(conv)
-    w, b = fold_conv_bn_weights(
-        conv.weight, conv.bias, bn.running_mean, bn.running_var, bn.eps, bn.weight, bn.bias
-    )
+    w, b = fold_conv_bn_weights(conv.weight, conv.bias, bn.running_mean, bn.running_var, bn.eps, bn.weight, bn.bias)
     folded.weight = nn.Parameter(w.detach(), requires_grad=conv.weight.requires_grad)
     folded.bias = nn.Parameter(b.detach(), requires_grad=conv.weight.requires_grad)
     return folded

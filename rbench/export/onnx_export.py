@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from rbench._io import write_bytes_atomic
-from rbench.errors import BadInputError
+from rbench.errors import BadInputError, first_line
 
 
 @dataclass(frozen=True)
@@ -32,7 +32,9 @@ class ExportConfig:
     output_name: str = "logits"
 
 
-def export_onnx(module: nn.Module, input_shape: tuple[int, ...], config: ExportConfig = ExportConfig()) -> onnx.ModelProto:
+def export_onnx(
+    module: nn.Module, input_shape: tuple[int, ...], config: ExportConfig = ExportConfig()
+) -> onnx.ModelProto:
     """Export an eval-mode module and return the checked model (nothing is written to disk)."""
     names = [config.input_name, config.output_name]
     dynamic_axes = {name: {0: "batch"} for name in names} if config.dynamic_batch else None
@@ -88,7 +90,7 @@ def load_onnx(path: str | os.PathLike[str]) -> onnx.ModelProto:
         model = onnx.load(str(path))
         onnx.checker.check_model(model, full_check=True)
     except Exception as exc:  # protobuf's DecodeError, onnx's ValidationError and friends
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        first = first_line(exc)
         raise BadInputError(f"{path} is not a valid ONNX model: {first}") from None
     if not model.graph.node:
         raise BadInputError(f"{path} is not a valid ONNX model: its graph has no nodes")

@@ -28,7 +28,7 @@ def stage_stats(model: nn.Module, input_shape: tuple[int, int, int]) -> list[Sta
     shapes: dict[str, tuple[int, ...]] = {}
     hooks = []
 
-    def count(stage: str):  # noqa: ANN202 - a forward hook
+    def count(stage: str):
         def hook(module: nn.Module, inputs: tuple[torch.Tensor, ...], output: torch.Tensor) -> None:
             if isinstance(module, nn.Conv2d):
                 kh, kw = module.kernel_size
@@ -58,7 +58,7 @@ def stage_stats(model: nn.Module, input_shape: tuple[int, int, int]) -> list[Sta
     ]
 
 
-def _record_shape(shapes: dict[str, tuple[int, ...]], stage: str):  # noqa: ANN202 - a forward hook
+def _record_shape(shapes: dict[str, tuple[int, ...]], stage: str):
     def hook(module: nn.Module, inputs: tuple[torch.Tensor, ...], output: torch.Tensor) -> None:
         shapes[stage] = tuple(output.shape[1:])
 

@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from rbench.data import Preprocess, augmented_photos
-from rbench.errors import BadInputError
+from rbench.errors import BadInputError, first_line
 
 StateDict = dict[str, torch.Tensor]
 WEIGHT_SUFFIXES = (".safetensors", ".pt", ".pth", ".bin")
@@ -31,10 +31,7 @@ def load_state_dict_file(path: str | os.PathLike[str]) -> StateDict:
     suffix = path.suffix.lower()
     if suffix not in WEIGHT_SUFFIXES:
         raise BadInputError(f"unsupported weights file {path.name}: expected one of {', '.join(WEIGHT_SUFFIXES)}")
-    if suffix == ".safetensors":
-        state = _load_safetensors(path)
-    else:
-        state = _load_weights_only(path)
+    state = _load_safetensors(path) if suffix == ".safetensors" else _load_weights_only(path)
     state = _unwrap(state, path)
     check_finite(state, str(path))
     return state
@@ -54,13 +51,13 @@ def _load_weights_only(path: Path) -> StateDict:
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
-        first = str(exc).strip().splitlines()[0]
+        first = first_line(exc)
         raise BadInputError(
             f"refusing to load {path}: it is not a weights-only checkpoint ({first}); "
             "re-save it as a plain state_dict or .safetensors"
         ) from None
     except (RuntimeError, EOFError, OSError, ValueError) as exc:
-        raise BadInputError(f"corrupt checkpoint {path}: {str(exc).splitlines()[0]}") from None
+        raise BadInputError(f"corrupt checkpoint {path}: {first_line(exc)}") from None
 
 
 def _unwrap(obj: object, path: Path) -> StateDict:

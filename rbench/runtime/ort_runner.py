@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from rbench.errors import BadInputError, EnvironmentProblem, missing_dependency
+from rbench.errors import BadInputError, EnvironmentProblem, first_line, missing_dependency
 from rbench.runtime.base import Runner, TensorSpec
 
 ORT_TYPES = {
@@ -82,7 +82,7 @@ class OrtRunner(Runner):
                 model, options, providers=self.providers, provider_options=self.provider_options
             )
         except Exception as exc:  # onnxruntime raises its own untyped exceptions for corrupt graphs
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            first = first_line(exc)
             raise BadInputError(f"ONNX Runtime cannot load {self._describe()}: {first}") from None
 
     def _describe(self) -> str:

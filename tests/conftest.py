@@ -1,0 +1,45 @@
+"""Shared fixtures; GPU tests skip themselves where torch sees no CUDA device."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from rbench.export.pipeline import ExportResult, ModelConfig, export_artifact
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    import torch
+
+    if torch.cuda.is_available():
+        return
+    skip = pytest.mark.skip(reason="needs a CUDA GPU")
+    for item in items:
+        if "gpu" in item.keywords:
+            item.add_marker(skip)
+
+
+@pytest.fixture(scope="session")
+def resnet20_artifact(tmp_path_factory: pytest.TempPathFactory) -> ExportResult:
+    """A small exported artifact shared by tests that only read it."""
+    return export_artifact(ModelConfig("resnet20"), out=tmp_path_factory.mktemp("artifacts"))
+
+
+@pytest.fixture(scope="session")
+def resnet50_artifact(tmp_path_factory: pytest.TempPathFactory) -> ExportResult:
+    """The default model, exported once per session (about 10 s on 2 cores)."""
+    return export_artifact(ModelConfig("resnet50"), out=tmp_path_factory.mktemp("artifacts"))
+
+
+@pytest.fixture
+def copy_artifact(tmp_path: Path):
+    """Copy an artifact directory so a test can damage it."""
+    import shutil
+
+    def copy(result: ExportResult) -> Path:
+        dst = tmp_path / result.path.name
+        shutil.copytree(result.path, dst)
+        return dst
+
+    return copy

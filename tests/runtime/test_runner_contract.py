@@ -1,0 +1,102 @@
+"""Every backend honours the same Runner contract and rejects bad input with the same message."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from rbench.errors import BadInputError, EnvironmentProblem
+from rbench.export.artifact import Artifact
+from rbench.runtime import BACKENDS, OrtRunner, TorchRunner, runner_for
+
+# One factory per backend that runs on a CPU; the GPU-only backends have their contract tests under `gpu`.
+CPU_BACKENDS = ("ort", "torch")
+
+
+def test_every_backend_has_a_contract_test():
+    assert set(BACKENDS) == set(CPU_BACKENDS)
+
+
+@pytest.fixture(params=CPU_BACKENDS)
+def runner(request, resnet20_artifact):
+    return runner_for(Artifact.open(resnet20_artifact.path), request.param)
+
+
+def _good() -> np.ndarray:
+    return np.random.default_rng(0).standard_normal((2, 3, 32, 32), dtype=np.float32)
+
+
+def test_lifecycle(runner):
+    assert not runner.is_active
+    with pytest.raises(RuntimeError, match="not active"):
+        runner.infer({"input": _good()})
+    with runner:
+        assert runner.is_active
+        out = runner.infer({"input": _good()})
+        assert list(out) == ["logits"] and out["logits"].shape == (2, 10) and out["logits"].dtype == np.float32
+        assert [s.name for s in runner.input_specs()] == ["input"]
+    assert not runner.is_active
+    assert runner.precision == "fp32" and runner.device == "cpu"
+
+
+@pytest.mark.parametrize(
+    ("feed", "message"),
+    [
+        (
+            {"image": _good()},
+            r"expected inputs \['input'\], got \['image'\]; inputs are input: float32\[batch, 3, 32, 32\]",
+        ),
+        ({"input": _good().astype(np.float64)}, r"input 'input' has dtype float64, expected float32"),
+        (
+            {"input": _good()[:, :, :16]},
+            r"input 'input' has shape \[2, 3, 16, 32\], expected input: float32\[batch, 3, 32, 32\]",
+        ),
+        ({"input": _good()[0]}, r"input 'input' has shape \[3, 32, 32\]"),
+        ({"input": _good()[:0]}, r"input 'input' has batch size 0; need at least 1"),
+        ({"input": np.full((1, 3, 32, 32), np.nan, np.float32)}, r"input 'input' has 3072 NaN/Inf value\(s\)"),
+        ({"input": _good().tolist()}, r"input 'input' must be a numpy array, got list"),
+    ],
+    ids=["name", "dtype", "shape", "rank", "batch0", "nan", "not-array"],
+)
+def test_bad_input_is_rejected_the_same_way_by_every_backend(runner, feed, message):
+    with runner, pytest.raises(BadInputError, match=message):
+        runner.infer(feed)
+
+
+def test_torch_folded_and_channels_last_agree_with_eager(resnet20_artifact):
+    artifact = Artifact.open(resnet20_artifact.path)
+    model = artifact.reference_model()
+    x = {"input": _good()}
+    with TorchRunner(model, (3, 32, 32)) as eager:
+        ref = eager.infer(x)["logits"]
+    for kwargs in ({"folded": True}, {"channels_last": True}, {"folded": True, "channels_last": True}):
+        with TorchRunner(lambda: model, (3, 32, 32), **kwargs) as runner:
+            out = runner.infer(x)["logits"]
+        assert np.abs(out - ref).max() <= 1e-4 * np.abs(ref).max(), kwargs
+
+
+def test_ort_unknown_provider_names_the_available_ones(resnet20_artifact):
+    runner = OrtRunner(resnet20_artifact.path / "model.onnx", providers=["CUDAExecutionProvider"])
+    with pytest.raises(
+        EnvironmentProblem, match="CUDAExecutionProvider are not available; available providers are .*CPU"
+    ):
+        runner.activate()
+
+
+def test_ort_runner_accepts_bytes(resnet20_artifact):
+    with OrtRunner((resnet20_artifact.path / "model.onnx").read_bytes()) as runner:
+        assert runner.infer({"input": _good()})["logits"].shape == (2, 10)
+
+
+def test_ort_garbage_model_is_bad_input():
+    with pytest.raises(BadInputError, match="ONNX Runtime cannot load the model bytes"):
+        OrtRunner(b"not onnx").activate()
+
+
+def test_cuda_torch_runner_without_cuda_is_an_environment_problem():
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    with pytest.raises(EnvironmentProblem, match="no CUDA device"):
+        TorchRunner(torch.nn.Identity(), (3, 4, 4), device="cuda").activate()
