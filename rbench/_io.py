@@ -27,6 +27,7 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     os.chmod(tmp_path, 0o666 & ~_umask())
     try:
         yield tmp_path
+        os.chmod(tmp_path, 0o666 & ~_umask())  # writers that recreate the file get mkstemp's 0600 back
         os.replace(tmp_path, path)
     finally:
         tmp_path.unlink(missing_ok=True)

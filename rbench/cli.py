@@ -40,6 +40,17 @@ class Backend(str, Enum):
     torch = "torch"
 
 
+class IoType(str, Enum):
+    fp32 = "fp32"
+    fp16 = "fp16"
+
+
+class CalibMethod(str, Enum):
+    minmax = "minmax"
+    entropy = "entropy"
+    percentile = "percentile"
+
+
 class Precision(str, Enum):
     fp32 = "fp32"
     fp16 = "fp16"
@@ -127,6 +138,12 @@ def export(
     simplify: Annotated[bool, typer.Option(help="Simplify the graph with onnxslim.")] = False,
     precision: Annotated[str, typer.Option(help="Comma list of fp32, fp16, int8, or 'all'.")] = "fp32",
     shortcut: Annotated[str, typer.Option(help="CIFAR ResNets: shortcut option A (zero-pad) or B (projection).")] = "A",
+    io: Annotated[IoType, typer.Option(help="FP16 model's input/output type.")] = IoType.fp32,
+    calibration: Annotated[
+        str, typer.Option(help="INT8 calibration data: 'photos' (augmented built-in photos), 'digits', or a folder.")
+    ] = "photos",
+    calib_method: Annotated[CalibMethod, typer.Option(help="INT8 calibration method.")] = CalibMethod.percentile,
+    calib_samples: Annotated[int, typer.Option(help="INT8 calibration images.")] = 64,
     out_dir: Annotated[Path, typer.Option("--out", help="Where artifact directories go.")] = Path("artifacts"),
     as_json: Annotated[bool, typer.Option("--json", help="Print a JSON summary instead of tables.")] = False,
 ) -> None:
@@ -136,13 +153,24 @@ def export(
     """
     from rbench.export.onnx_export import ExportConfig
     from rbench.export.pipeline import ModelConfig, export_artifact
+    from rbench.export.precision import Fp16Config, Int8Config
     from rbench.models import get_spec
 
     options = {"shortcut": shortcut.upper()} if get_spec(model).family == "cifar" else {}
     model_config = ModelConfig(model, weights, seed, num_classes, options)
     export_config = ExportConfig(opset=opset, dynamic_batch=not static_batch, simplify=simplify)
+    fp16 = Fp16Config(keep_io_types=io == IoType.fp32)
+    int8 = Int8Config(
+        method=calib_method.value,
+        calibration=calibration,
+        samples=calib_samples,
+        seed=seed,
+        cache_dir=out_dir / ".cache" / "calibration",
+    )
     with steps(not as_json) as progress:
-        result = export_artifact(model_config, export_config, out_dir, parse_precisions(precision), progress)
+        result = export_artifact(
+            model_config, export_config, out_dir, parse_precisions(precision), progress, fp16, int8
+        )
     if as_json:
         out.print_json(json.dumps({"artifact": str(result.path), **result.manifest}))
     else:
@@ -158,7 +186,8 @@ def _export_table(manifest: dict[str, Any]) -> Table:
     m = manifest["model"]
     table = Table(title=f"{m['name']}: {m['parameters']:,} parameters, {manifest['export']['bn_folded']} BN folded")
     for col in ("precision", "file", "nodes", "max err / max|ref|", "cosine", "top-1", "parity"):
-        table.add_column(col, justify="right" if col not in ("precision", "file", "parity") else "left")
+        left = col in ("precision", "file", "parity")
+        table.add_column(col, justify="left" if left else "right", no_wrap=col == "file")
     for precision, entry in manifest["precisions"].items():
         photos = entry["parity"]["inputs"]["photos"][m["output_name"]]
         table.add_row(

@@ -142,3 +142,22 @@ def augmented_photos(
             rgb = rgb[:, ::-1]
         out[i] = transform.normalize(rgb)
     return out
+
+
+def digits_images(split: str = "train", limit: int | None = None) -> dict[str, np.ndarray]:
+    """scikit-learn's 1,797 labelled 8×8 digits as RGB uint8 images; ``train`` is the first 80%, ``test`` the rest.
+
+    Names are ``<index>-<label>.png`` so labels travel with the images.
+    """
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()
+    cut = int(len(digits.images) * 0.8)
+    if split not in ("train", "test"):
+        raise BadInputError(f"unknown digits split {split!r}; choose train or test")
+    index = range(cut) if split == "train" else range(cut, len(digits.images))
+    index = list(index)[:limit] if limit is not None else list(index)
+    return {
+        f"{i}-{digits.target[i]}.png": np.repeat((digits.images[i] * (255 / 16)).astype(np.uint8)[..., None], 3, -1)
+        for i in index
+    }

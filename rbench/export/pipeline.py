@@ -21,9 +21,11 @@ import torch
 
 from rbench._io import make_dir_public, sha256_bytes, sha256_file, write_json_atomic
 from rbench.bench.parity import ParityReport, artifact_parity
+from rbench.errors import BadInputError
 from rbench.export.artifact import MANIFEST, PRECISION_FILES, SCHEMA_VERSION, WEIGHTS_FILE, Artifact
 from rbench.export.fold import fold_batchnorm
 from rbench.export.onnx_export import ExportConfig, export_onnx, op_histogram, save_onnx
+from rbench.export.precision import Fp16Config, Int8Config, add_precisions, validate_int8
 from rbench.models import create_model, get_spec
 from rbench.models.weights import state_dict_sha256
 
@@ -58,14 +60,16 @@ def export_artifact(
     out: str | os.PathLike[str] = "artifacts",
     precisions: Sequence[str] = ("fp32",),
     progress: Progress = lambda step: None,
+    fp16: Fp16Config = Fp16Config(),
+    int8: Int8Config = Int8Config(),
 ) -> ExportResult:
     """Export one model into ``out/<model>-<digest>/`` and check its parity; returns where and how well."""
     spec = get_spec(model_config.name)
     for precision in precisions:
         if precision not in PRECISION_FILES:
-            from rbench.errors import BadInputError
-
             raise BadInputError(f"unsupported precision {precision!r}; choose from {', '.join(PRECISION_FILES)}")
+    if "int8" in precisions:
+        validate_int8(int8)
     progress(f"building {spec.name} ({model_config.weights} weights)")
     model = create_model(
         spec.name,
@@ -93,7 +97,9 @@ def export_artifact(
         manifest["precisions"]["fp32"] = _precision_entry(tmp / PRECISION_FILES["fp32"], onnx_model)
         write_json_atomic(tmp / MANIFEST, manifest)
         artifact = Artifact.open(tmp)
-        artifact = _add_precisions(artifact, [p for p in precisions if p != "fp32"], progress)
+        extra = [p for p in precisions if p != "fp32"]
+        if extra:
+            artifact = add_precisions(artifact, extra, progress, fp16, int8)
         reports = {}
         for precision in artifact.precisions:
             progress(f"checking {precision} parity on ONNX Runtime against PyTorch")
@@ -109,15 +115,6 @@ def export_artifact(
             out.rmdir()
         raise
     return ExportResult(final, artifact.manifest, reports)
-
-
-def _add_precisions(artifact: Artifact, precisions: list[str], progress: Progress) -> Artifact:
-    """Hook for the FP16 and INT8 variants (rbench.export.precision)."""
-    if precisions:
-        from rbench.export.precision import add_precisions
-
-        return add_precisions(artifact, precisions, progress)
-    return artifact
 
 
 def _save_weights(model: torch.nn.Module, path: Path) -> None:
