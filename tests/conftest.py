@@ -28,8 +28,10 @@ def resnet20_artifact(tmp_path_factory: pytest.TempPathFactory) -> ExportResult:
 
 @pytest.fixture(scope="session")
 def resnet50_artifact(tmp_path_factory: pytest.TempPathFactory) -> ExportResult:
-    """The default model, exported once per session (about 10 s on 2 cores)."""
-    return export_artifact(ModelConfig("resnet50"), out=tmp_path_factory.mktemp("artifacts"))
+    """The default model in every precision, as `make export` makes it, once per session (about a minute)."""
+    return export_artifact(
+        ModelConfig("resnet50"), out=tmp_path_factory.mktemp("artifacts"), precisions=("fp32", "fp16", "int8")
+    )
 
 
 @pytest.fixture

@@ -28,13 +28,16 @@ class Tolerance:
     max_abs_rel: float  # max |out - ref| <= max_abs_rel * max |ref|
     min_cosine: float  # worst per-sample cosine similarity
     min_top1: float  # fraction of samples with the same argmax
+    #: Input sets the bounds apply to; NaN/Inf fail on every set. Reduced precisions are judged on real photos:
+    #: random tensors are far from any image, and INT8 ranges calibrated on photos clip them.
+    checked: tuple[str, ...] = ("random", "photos")
 
 
 #: Default tolerances per precision; the README's table explains each.
 TOLERANCES: dict[str, Tolerance] = {
     "fp32": Tolerance(max_abs_rel=1e-4, min_cosine=0.99999, min_top1=1.0),
-    "fp16": Tolerance(max_abs_rel=5e-2, min_cosine=0.9999, min_top1=1.0),
-    "int8": Tolerance(max_abs_rel=1.0, min_cosine=0.90, min_top1=0.25),
+    "fp16": Tolerance(max_abs_rel=1e-2, min_cosine=0.9999, min_top1=1.0),
+    "int8": Tolerance(max_abs_rel=0.15, min_cosine=0.99, min_top1=0.9, checked=("photos",)),
 }
 
 
@@ -65,10 +68,13 @@ class OutputStats:
         """The smallest ``max_abs_rel`` that would have passed."""
         return self.max_abs / self.ref_max_abs if self.ref_max_abs else float(self.max_abs > 0) * np.inf
 
-    def failures(self, tol: Tolerance) -> list[str]:
+    def failures(self, tol: Tolerance, bounds: bool = True) -> list[str]:
+        """What fails ``tol``; with ``bounds=False`` only NaN/Inf count."""
         out = []
         if self.nan or self.inf:
             out.append(f"{self.nan} NaN and {self.inf} Inf")
+        if not bounds:
+            return out
         if not self.max_abs <= tol.max_abs_rel * self.ref_max_abs:
             out.append(f"max abs error {self.max_abs:.3g} > {tol.max_abs_rel:g} x max|ref| {self.ref_max_abs:.3g}")
         if not self.min_cosine >= tol.min_cosine:
@@ -126,7 +132,7 @@ class ParityReport:
             "runner": self.runner,
             "reference": self.reference,
             "precision": self.precision,
-            "tolerance": asdict(self.tolerance),
+            "tolerance": {**asdict(self.tolerance), "checked": list(self.tolerance.checked)},
             "passed": self.passed,
             "failures": self.failures,
             "inputs": {
@@ -161,12 +167,21 @@ def check_parity(
                 continue
             stats = compare(ref, actual[out_name])
             report.stats[set_name][out_name] = stats
-            report.failures += [f"{set_name}/{out_name}: {f}" for f in stats.failures(tolerance)]
+            failures = stats.failures(tolerance, bounds=set_name in tolerance.checked)
+            report.failures += [f"{set_name}/{out_name}: {f}" for f in failures]
     return report
 
 
 def infer_in_batches(runner: Runner, feed: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """``runner.infer``, split into the runner's fixed batch size where its inputs have one (static-batch models)."""
+    """``runner.infer`` on FP32 data, cast to the runner's input dtypes (an FP16-I/O model) and split into its fixed
+    batch size where it has one (a static-batch model); outputs come back as FP32."""
+    dtypes = {s.name: s.dtype for s in runner.input_specs()}
+    feed = {k: v.astype(dtypes.get(k, v.dtype), copy=False) for k, v in feed.items()}
+    outputs = _infer_in_batches(runner, feed)
+    return {k: v.astype(np.float32, copy=False) for k, v in outputs.items()}
+
+
+def _infer_in_batches(runner: Runner, feed: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
     fixed = {s.shape[0] for s in runner.input_specs() if s.shape and isinstance(s.shape[0], int)}
     total = len(next(iter(feed.values())))
     if not fixed or fixed == {total}:

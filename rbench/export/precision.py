@@ -18,6 +18,7 @@ import io
 import logging
 import os
 import tempfile
+import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -68,9 +69,11 @@ class Int8Config:
 def to_fp16(model: onnx.ModelProto, config: Fp16Config = Fp16Config()) -> onnx.ModelProto:
     from onnxconverter_common import float16
 
-    return float16.convert_float_to_float16(
-        model, keep_io_types=config.keep_io_types, op_block_list=list(config.op_block_list) or None
-    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # one warning per weight below FP16's smallest subnormal, clamped
+        return float16.convert_float_to_float16(
+            model, keep_io_types=config.keep_io_types, op_block_list=list(config.op_block_list) or None
+        )
 
 
 def calibration_data(config: Int8Config, preprocess: Any) -> np.ndarray:
