@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 MODEL  ?= resnet50
-PRECISION ?= fp32
+PRECISION ?= all
 ARTIFACTS ?= artifacts
 
 .PHONY: install export test lint clean
