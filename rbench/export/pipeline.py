@@ -13,7 +13,6 @@ import shutil
 import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -175,19 +174,10 @@ def _manifest(
 
 
 def _versions() -> dict[str, str]:
-    def version(name: str) -> str:
-        try:
-            return metadata.version(name)
-        except metadata.PackageNotFoundError:
-            return "not installed"
+    from rbench.doctor import package_version
 
-    return {
-        "python": platform.python_version(),
-        "rbench": version("rbench"),
-        "torch": torch.__version__,
-        "onnx": version("onnx"),
-        "onnxruntime": version("onnxruntime"),
-    }
+    versions = {name: package_version(name) or "not installed" for name in ("rbench", "onnx", "onnxruntime")}
+    return {"python": platform.python_version(), "torch": torch.__version__, **versions}
 
 
 def _replace_dir(src: Path, dst: Path) -> None:

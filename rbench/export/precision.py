@@ -174,7 +174,7 @@ def calibration_key(model_path: Path, data: np.ndarray, config: Int8Config) -> s
     """SHA-256 of the model, the calibration data and every setting that changes the ranges."""
     digest = hashlib.sha256()
     digest.update(sha256_file(model_path).encode())
-    digest.update(hashlib.sha256(np.ascontiguousarray(data).tobytes()).hexdigest().encode())
+    digest.update(_array_sha(data).encode())
     digest.update(str(data.shape).encode())
     settings = {k: v for k, v in asdict(config).items() if k in ("method", "percentile", "keep_fp32_ops")}
     digest.update(repr(sorted(settings.items())).encode())
