@@ -43,6 +43,13 @@ def _cuda() -> str:
     return f"{torch.cuda.device_count()} device(s): {', '.join(sorted(names))} (compute capability {major}.{minor})"
 
 
+def _engine_readiness() -> str:
+    from rbench.runtime.trt_common import engine_readiness
+
+    ok, why = engine_readiness()
+    return f"can build: {why}" if ok else f"cannot build: {why}"
+
+
 def _importable(module: str) -> str:
     importlib.import_module(module)
     return "imports"
@@ -73,6 +80,7 @@ def report() -> dict[str, str]:
     if rows["onnxruntime"] != "not installed":
         rows["onnxruntime providers"] = _safe(_ort_providers)
     rows["cuda"] = _safe(_cuda) if rows["torch"] != "not installed" else "unknown (torch not installed)"
+    rows["tensorrt engines"] = _safe(_engine_readiness)
     rows["cpu"] = f"{cpu_model()}, {os.cpu_count()} logical cores"
     rows["platform"] = platform.platform()
     return rows

@@ -174,7 +174,8 @@ def check_parity(
 
 def infer_in_batches(runner: Runner, feed: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
     """``runner.infer`` on FP32 data, cast to the runner's input dtypes (an FP16-I/O model) and split into its fixed
-    batch size where it has one (a static-batch model); outputs come back as FP32."""
+    batch size where it has one (a static-batch model) or into the largest batch its profile allows (a TensorRT
+    engine); outputs come back as FP32."""
     dtypes = {s.name: s.dtype for s in runner.input_specs()}
     feed = {k: v.astype(dtypes.get(k, v.dtype), copy=False) for k, v in feed.items()}
     outputs = _infer_in_batches(runner, feed)
@@ -182,13 +183,18 @@ def infer_in_batches(runner: Runner, feed: Mapping[str, np.ndarray]) -> dict[str
 
 
 def _infer_in_batches(runner: Runner, feed: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
-    fixed = {s.shape[0] for s in runner.input_specs() if s.shape and isinstance(s.shape[0], int)}
+    specs = runner.input_specs()
+    fixed = {s.shape[0] for s in specs if s.shape and isinstance(s.shape[0], int)}
+    limit = min((s.batch_range[1] for s in specs if s.batch_range), default=None)
     total = len(next(iter(feed.values())))
-    if not fixed or fixed == {total}:
+    if fixed and fixed != {total}:
+        size = fixed.pop()
+        if total % size:
+            raise BadInputError(f"{runner.name} takes batches of {size}; {total} samples do not split evenly")
+    elif limit is not None and total > limit:
+        size = limit  # a TensorRT profile's largest batch
+    else:
         return runner.infer(feed)
-    size = fixed.pop()
-    if total % size:
-        raise BadInputError(f"{runner.name} takes batches of {size}; {total} samples do not split evenly")
     parts = [runner.infer({k: v[i : i + size] for k, v in feed.items()}) for i in range(0, total, size)]
     return {name: np.concatenate([p[name] for p in parts]) for name in parts[0]}
 

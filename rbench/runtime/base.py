@@ -22,11 +22,15 @@ Dim = int | str | None  # a fixed size, or a symbolic/dynamic one
 
 @dataclass(frozen=True)
 class TensorSpec:
-    """Name, dtype and shape of one input; a ``str`` or ``None`` dimension is dynamic."""
+    """Name, dtype and shape of one input; a ``str`` or ``None`` dimension is dynamic.
+
+    ``batch_range`` bounds a dynamic batch where the backend has limits (a TensorRT optimization profile).
+    """
 
     name: str
     dtype: np.dtype
     shape: tuple[Dim, ...]
+    batch_range: tuple[int, int] | None = None
 
     def describe(self) -> str:
         dims = ", ".join(str(d) if d is not None else "?" for d in self.shape)
@@ -55,6 +59,12 @@ def validate_feed(feed: Mapping[str, np.ndarray], specs: Sequence[TensorSpec]) -
             raise BadInputError(f"input {spec.name!r} has shape {list(arr.shape)}, expected {spec.describe()}")
         if arr.ndim and arr.shape[0] < 1:
             raise BadInputError(f"input {spec.name!r} has batch size 0; need at least 1")
+        if spec.batch_range and not spec.batch_range[0] <= arr.shape[0] <= spec.batch_range[1]:
+            low, high = spec.batch_range
+            raise BadInputError(
+                f"input {spec.name!r} has batch size {arr.shape[0]}, outside the engine's optimization profile "
+                f"[{low}, {high}]; split the batch or rebuild with --min-batch/--max-batch covering it"
+            )
         if np.issubdtype(arr.dtype, np.floating) and not np.isfinite(arr).all():
             bad = int((~np.isfinite(arr)).sum())
             raise BadInputError(f"input {spec.name!r} has {bad} NaN/Inf value(s); inputs must be finite")

@@ -1,0 +1,168 @@
+"""What the TensorRT builder and runner share: the lazy import, the platform probe and the engine sidecar.
+
+An engine is native code for one TensorRT version on one GPU architecture; deserializing a foreign one returns
+``None`` after a log line, or worse. So every engine travels with a sidecar JSON that says what it was built from and
+for, and nothing is deserialized before that sidecar has been checked against the file and this machine.
+
+Convention for the API-surface test (``tests/runtime/test_tensorrt_api.py``): in the TensorRT modules the names
+``trt``, ``builder``, ``network``, ``parser``, ``config``, ``profile``, ``timing``, ``plan``, ``runtime``,
+``engine`` and ``context`` only ever hold TensorRT objects, so every attribute read on them is a TensorRT name.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import re
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from rbench._io import USER_CACHE_DIR, sha256_file
+from rbench.errors import ArtifactError, BadInputError, EnvironmentProblem, first_line, missing_dependency
+
+ENGINE_DIR = "engines"
+DEFAULT_TIMING_CACHE_DIR = USER_CACHE_DIR / "tensorrt"
+SIDECAR_SCHEMA = 1
+
+
+def import_tensorrt() -> Any:
+    """``import tensorrt``, or an ``EnvironmentProblem`` that says how to get it."""
+    if importlib.util.find_spec("tensorrt") is None:
+        raise missing_dependency("tensorrt", "gpu")
+    try:
+        import tensorrt as trt
+    except (ImportError, OSError) as exc:  # the bindings import, but the TensorRT libraries or the driver do not load
+        raise EnvironmentProblem(
+            f"tensorrt is installed but does not load ({first_line(exc)}); it needs the TensorRT libraries and an "
+            "NVIDIA driver: pip install 'rbench[gpu]' on a machine with a GPU"
+        ) from None
+    return trt
+
+
+@dataclass(frozen=True)
+class Platform:
+    """The TensorRT version and GPU an engine is built for or run on."""
+
+    tensorrt: str
+    gpu: str
+    compute_capability: str
+    cuda: str
+    driver: str
+
+    def describe(self) -> str:
+        return f"TensorRT {self.tensorrt} on {self.gpu} (compute capability {self.compute_capability})"
+
+
+def probe_platform() -> Platform:
+    """TensorRT's version and the first CUDA device, or an ``EnvironmentProblem`` saying which one is missing."""
+    trt = import_tensorrt()
+    gpu, capability, cuda = _cuda_device()
+    return Platform(trt.__version__, gpu, capability, cuda, _driver_version())
+
+
+def _cuda_device() -> tuple[str, str, str]:
+    """Name, compute capability and CUDA version of device 0, through torch, else pycuda."""
+    no_device = "no CUDA device: TensorRT needs an NVIDIA GPU and its driver, and {} sees none"
+    if importlib.util.find_spec("torch") is not None:
+        import torch
+
+        if not torch.cuda.is_available():
+            raise EnvironmentProblem(no_device.format("torch"))
+        major, minor = torch.cuda.get_device_capability(0)
+        return torch.cuda.get_device_name(0), f"{major}.{minor}", str(torch.version.cuda)
+    if importlib.util.find_spec("pycuda") is None:
+        raise EnvironmentProblem("neither torch nor pycuda is installed to reach the GPU: pip install 'rbench[gpu]'")
+    import pycuda.driver as cuda
+
+    try:
+        cuda.init()
+        device = cuda.Device(0)
+    except cuda.Error as exc:
+        raise EnvironmentProblem(f"{no_device.format('pycuda')} ({first_line(exc)})") from None
+    major, minor = device.compute_capability()
+    version = cuda.get_version()
+    return device.name(), f"{major}.{minor}", ".".join(map(str, version[:2]))
+
+
+def _driver_version(path: str = "/proc/driver/nvidia/version") -> str:
+    try:
+        text = Path(path).read_text()
+    except OSError:
+        return "unknown"
+    found = re.search(r"Kernel Module\s+(?:for \S+\s+)?(\d+(?:\.\d+)+)", text)
+    return found.group(1) if found else "unknown"
+
+
+def engine_readiness() -> tuple[bool, str]:
+    """Whether this machine can build and run engines, and why not (for ``rbench doctor``)."""
+    try:
+        platform = probe_platform()
+    except EnvironmentProblem as exc:
+        return False, str(exc)
+    return True, platform.describe()
+
+
+# --- engine files and their sidecar ------------------------------------------------------------------------------
+
+
+def engine_path(artifact_dir: str | os.PathLike[str], precision: str) -> Path:
+    """Where ``rbench build`` puts the engine of one precision of an artifact."""
+    return Path(artifact_dir) / ENGINE_DIR / f"model.{precision}.engine"
+
+
+def sidecar_path(engine_file: str | os.PathLike[str]) -> Path:
+    return Path(f"{engine_file}.json")
+
+
+def make_sidecar(
+    platform: Platform, source: dict[str, Any], settings: dict[str, Any], inputs: list[dict[str, Any]], engine_sha: str
+) -> dict[str, Any]:
+    return {
+        "schema": SIDECAR_SCHEMA,
+        "platform": asdict(platform),
+        "source": source,
+        "settings": settings,
+        "inputs": inputs,
+        "engine_sha256": engine_sha,
+    }
+
+
+def read_sidecar(engine_file: str | os.PathLike[str]) -> dict[str, Any]:
+    """The sidecar of an engine file; a missing engine or an unreadable sidecar is bad input (exit 2)."""
+    engine_file = Path(engine_file)
+    if not engine_file.is_file():
+        raise BadInputError(f"engine not found: {engine_file} (build it with: rbench build ARTIFACT_DIR --precision …)")
+    path = sidecar_path(engine_file)
+    if not path.is_file():
+        raise ArtifactError(
+            f"rebuild required: {engine_file} has no sidecar {path.name}; what it was built for is unknown"
+        )
+    try:
+        sidecar = json.loads(path.read_text())
+        _ = sidecar["platform"]["tensorrt"], sidecar["platform"]["compute_capability"], sidecar["engine_sha256"]
+        _ = [(i["name"], i["dtype"], i["shape"], i["min_batch"], i["max_batch"]) for i in sidecar["inputs"]]
+    except (json.JSONDecodeError, KeyError, TypeError, UnicodeDecodeError) as exc:
+        raise BadInputError(f"corrupt engine sidecar {path}: {first_line(exc)}") from None
+    if sidecar.get("schema") != SIDECAR_SCHEMA:
+        found = sidecar.get("schema")
+        raise ArtifactError(f"rebuild required: {path.name} has sidecar schema {found}, expected {SIDECAR_SCHEMA}")
+    return sidecar
+
+
+def verify_engine_file(engine_file: str | os.PathLike[str], sidecar: dict[str, Any]) -> None:
+    """Refuse an engine whose bytes are not the ones its sidecar recorded (exit 3)."""
+    actual = sha256_file(engine_file)
+    if actual != sidecar["engine_sha256"]:
+        raise ArtifactError(
+            f"rebuild required: {Path(engine_file).name} was modified after it was built "
+            f"(sha256 {actual[:12]}…, sidecar says {sidecar['engine_sha256'][:12]}…)"
+        )
+
+
+def check_compatible(sidecar: dict[str, Any], here: Platform) -> None:
+    """Refuse an engine built for another TensorRT version or GPU architecture (exit 3)."""
+    built = Platform(**sidecar["platform"])
+    if (built.tensorrt, built.compute_capability) != (here.tensorrt, here.compute_capability):
+        raise ArtifactError(f"rebuild required: built for {built.describe()}, running on {here.describe()}")

@@ -1,0 +1,131 @@
+"""TensorRT: run an engine that ``rbench build`` made, after checking that it is the engine it claims to be.
+
+Activation checks, in order: the sidecar exists and parses (exit 2), the engine's SHA-256 matches it (exit 3),
+TensorRT and a CUDA device are present (exit 4), the engine was built for this TensorRT version and compute capability
+(exit 3). Only then are its bytes deserialized, and a ``None`` engine is refused rather than used.
+Execution follows NVIDIA's ``common_runtime.py``: set each input's shape and every tensor's address by name, then
+``execute_async_v3`` on one stream.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from rbench.errors import ArtifactError, EnvironmentProblem
+from rbench.runtime.base import Runner, TensorSpec
+from rbench.runtime.cuda_memory import DeviceMemory, device_memory
+from rbench.runtime.trt_common import (
+    check_compatible,
+    import_tensorrt,
+    probe_platform,
+    read_sidecar,
+    verify_engine_file,
+)
+
+
+class TrtRunner(Runner):
+    """Runs a serialized TensorRT engine.
+
+    Args:
+        engine_file: an ``.engine`` file with its ``.engine.json`` sidecar beside it.
+        precision: a label for reports (the engine's types came from its ONNX graph).
+        cuda_graph: capture each new input shape into a CUDA graph and replay it (torch device memory only).
+        memory: ``auto`` (torch CUDA tensors when torch is installed, else pycuda), ``torch`` or ``pycuda``.
+    """
+
+    backend = "trt"
+
+    def __init__(
+        self,
+        engine_file: str | os.PathLike[str],
+        precision: str = "fp16",
+        cuda_graph: bool = False,
+        memory: str = "auto",
+    ) -> None:
+        super().__init__(f"trt-{precision}", "cuda", precision)
+        self.engine_file = Path(engine_file)
+        self.cuda_graph = cuda_graph
+        self.memory_kind = memory
+        self.sidecar: dict[str, Any] | None = None
+        self._engine: Any = None
+        self._context: Any = None
+        self._memory: DeviceMemory | None = None
+        self._outputs: list[str] = []
+        self._graphs: dict[tuple[tuple[str, tuple[int, ...], int], ...], Callable[[], None]] = {}
+
+    def check(self) -> dict[str, Any]:
+        """Every check that needs no deserialization; returns the sidecar."""
+        sidecar = read_sidecar(self.engine_file)
+        verify_engine_file(self.engine_file, sidecar)
+        check_compatible(sidecar, probe_platform())
+        return sidecar
+
+    def _activate(self) -> None:
+        sidecar = self.check()
+        trt = import_tensorrt()
+        logger = trt.Logger(trt.Logger.WARNING)
+        runtime = trt.Runtime(logger)
+        engine = runtime.deserialize_cuda_engine(self.engine_file.read_bytes())
+        if engine is None:
+            raise ArtifactError(f"rebuild required: TensorRT could not deserialize {self.engine_file} (see its log)")
+        context = engine.create_execution_context()
+        if context is None:
+            raise EnvironmentProblem(f"TensorRT could not create an execution context for {self.engine_file}")
+        names = [engine.get_tensor_name(i) for i in range(engine.num_io_tensors)]
+        self._outputs = [n for n in names if engine.get_tensor_mode(n) == trt.TensorIOMode.OUTPUT]
+        self._memory = device_memory(self.memory_kind)
+        self.sidecar, self._engine, self._context = sidecar, engine, context
+
+    def _deactivate(self) -> None:
+        if self._memory is not None:
+            self._memory.close()
+        self._graphs.clear()
+        self._engine = self._context = self._memory = None
+
+    def input_specs(self) -> list[TensorSpec]:
+        """From the sidecar, so a feed is validated (including the profile's batch range) before TensorRT sees it."""
+        sidecar = self.sidecar or read_sidecar(self.engine_file)
+        return [
+            TensorSpec(i["name"], np.dtype(i["dtype"]), ("batch", *i["shape"][1:]), (i["min_batch"], i["max_batch"]))
+            for i in sidecar["inputs"]
+        ]
+
+    def _infer(self, feed: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        trt = import_tensorrt()
+        engine, context, memory = self._engine, self._context, self._memory
+        assert memory is not None
+        bound: list[tuple[str, tuple[int, ...], int]] = []
+        for name, array in feed.items():
+            context.set_input_shape(name, tuple(array.shape))
+            bound.append((name, tuple(array.shape), memory.to_device(name, array)))
+        for name in self._outputs:
+            shape = tuple(context.get_tensor_shape(name))
+            dtype = np.dtype(trt.nptype(engine.get_tensor_dtype(name)))
+            bound.append((name, shape, memory.empty(name, shape, dtype)))
+        for name, _, address in bound:
+            context.set_tensor_address(name, address)
+        self._enqueue(tuple(bound))
+        return {name: memory.to_host(name) for name in self._outputs}
+
+    def _enqueue(self, bound: tuple[tuple[str, tuple[int, ...], int], ...]) -> None:
+        """Run the engine; with ``cuda_graph``, replay the graph captured for these shapes and buffer addresses."""
+        context, memory = self._context, self._memory
+        assert memory is not None
+
+        def enqueue() -> None:
+            if not context.execute_async_v3(memory.stream):
+                raise EnvironmentProblem(f"TensorRT failed to enqueue {self.engine_file.name} (see its log above)")
+
+        if not self.cuda_graph:
+            enqueue()
+            return
+        if bound not in self._graphs:
+            enqueue()  # TensorRT does lazy work on the first run of a shape; a graph must not capture it
+            self._graphs[bound] = memory.capture(enqueue)
+            return
+        self._graphs[bound]()
