@@ -45,3 +45,26 @@ def copy_artifact(tmp_path: Path):
         return dst
 
     return copy
+
+
+FAKE_GPU = ("NVIDIA H100 80GB HBM3", "9.0", "13.0")
+
+
+@pytest.fixture
+def fake_trt(monkeypatch: pytest.MonkeyPatch):
+    """``import tensorrt`` gives ``tests/fake_tensorrt.py`` (fresh per test); the machine still has no GPU."""
+    import importlib.util
+    import sys
+
+    spec = importlib.util.spec_from_file_location("tensorrt", Path(__file__).with_name("fake_tensorrt.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    monkeypatch.setitem(sys.modules, "tensorrt", module)
+    return module
+
+
+@pytest.fixture
+def fake_gpu(fake_trt, monkeypatch: pytest.MonkeyPatch):
+    """The fake TensorRT on a pretend H100 (compute capability 9.0)."""
+    monkeypatch.setattr("rbench.runtime.trt_common._cuda_device", lambda: FAKE_GPU)
+    return fake_trt
