@@ -279,6 +279,9 @@ def build(
     max_batch: Annotated[int, typer.Option(help="Largest batch of the optimization profile.")] = 32,
     workspace_mib: Annotated[int, typer.Option(help="Workspace memory limit, MiB.")] = 4096,
     opt_level: Annotated[int, typer.Option(help="Builder optimization level, 0..5.")] = 3,
+    tf32: Annotated[
+        bool, typer.Option(help="Let FP32 layers use TF32 math (faster, less exact).")
+    ] = False,
     timing_cache_dir: Annotated[
         Path, typer.Option(help="Folder of timing caches (one file per TensorRT version and compute capability).")
     ] = USER_CACHE_DIR / "tensorrt",
@@ -294,7 +297,7 @@ def build(
 
     artifact = Artifact.open(artifact_dir)
     options = BuildConfig(
-        precision.value, min_batch, opt_batch, max_batch, workspace_mib, opt_level, timing_cache_dir, force
+        precision.value, min_batch, opt_batch, max_batch, workspace_mib, opt_level, tf32, timing_cache_dir, force
     )
     with _build_progress(not as_json) as progress:
         result = build_engine(artifact, options, progress, warn=lambda m: err.print(f"warning: {m}", markup=False))
@@ -334,16 +337,21 @@ def _build_progress(enabled: bool) -> Iterator[Any]:
 
     class Monitor:
         def phase_start(self, name: str, parent: str | None, steps: int) -> None:
-            tasks[name] = bars.add_task(f"{'  ' if parent else ''}{name}", total=steps)
+            if not tasks:
+                bars.start()  # only once TensorRT reports: a build that fails early prints just its error
+            tasks[name] = (bars.add_task(f"{'  ' if parent else ''}{name}", total=steps), steps)
 
         def step(self, name: str, step: int) -> None:
-            bars.update(tasks[name], completed=step + 1)
+            bars.update(tasks[name][0], completed=step + 1)
 
         def phase_finish(self, name: str) -> None:
-            bars.remove_task(tasks.pop(name))
+            bars.update(tasks[name][0], completed=tasks[name][1])
 
-    with bars:
+    try:
         yield Monitor()
+    finally:
+        if tasks:
+            bars.stop()
 
 
 @app.command()

@@ -20,6 +20,10 @@ class NetworkDefinitionCreationFlag(enum.IntEnum):
     STRONGLY_TYPED = 5  # deliberately not 0 or 1: rbench must shift by the enum's value, never hard-code it
 
 
+class BuilderFlag(enum.Enum):
+    TF32 = 6
+
+
 class MemoryPoolType(enum.Enum):
     WORKSPACE = 0
 
@@ -84,6 +88,10 @@ class IBuilderConfig:
         self._timing: ITimingCache | None = None
         self._timing_loaded = b""
         self._ignore_mismatch: bool | None = None
+        self._flags = {BuilderFlag.TF32}  # TensorRT's default
+
+    def clear_flag(self, flag: BuilderFlag) -> None:
+        self._flags.discard(flag)
 
     def set_memory_pool_limit(self, pool: MemoryPoolType, pool_size: int) -> None:
         self._pools[pool] = pool_size

@@ -38,7 +38,9 @@ from rbench.runtime.trt_common import (
 class BuildConfig:
     """Build settings; everything here except ``timing_cache_dir`` and ``force`` is part of the engine's key.
 
-    The batch profile's defaults (1/8/32) cover single-image latency and batched throughput.
+    The batch profile's defaults (1/8/32) cover single-image latency and batched throughput. ``tf32`` lets FP32
+    convolutions round their inputs to 10-bit mantissas (TensorRT's default); rbench turns it off so that an FP32
+    engine is FP32, and FP32 parity bounds mean the same on every backend.
     """
 
     precision: str = "fp16"
@@ -47,6 +49,7 @@ class BuildConfig:
     max_batch: int = 32
     workspace_mib: int = 4096
     optimization_level: int = 3
+    tf32: bool = False
     timing_cache_dir: Path = DEFAULT_TIMING_CACHE_DIR
     force: bool = False
 
@@ -179,6 +182,8 @@ def _build_plan(
     config = builder.create_builder_config()
     config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, options.workspace_mib << 20)
     config.builder_optimization_level = options.optimization_level
+    if not options.tf32:
+        config.clear_flag(trt.BuilderFlag.TF32)  # a math mode, not a precision flag: valid in TensorRT 10 and 11
     profile = builder.create_optimization_profile()
     chw = tuple(artifact.input_shape)
     batches = (options.min_batch, options.opt_batch, options.max_batch)

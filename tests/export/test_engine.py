@@ -33,6 +33,7 @@ def test_build_asks_for_a_strongly_typed_network_with_the_profile_and_settings(f
     assert config.builder_optimization_level == 5
     assert config._profiles[0]._shapes == {"input": ((1, 3, 32, 32), (8, 3, 32, 32), (32, 3, 32, 32))}
     assert config._ignore_mismatch is False
+    assert config._flags == set()  # TF32 off: an FP32 engine computes in FP32
     assert not result.cached and result.engine == artifact.path / "engines" / "model.fp32.engine"
 
 
@@ -55,6 +56,7 @@ def test_sidecar_records_platform_source_settings_and_engine_digest(fake_gpu, ar
         "max_batch": 16,
         "workspace_mib": 4096,
         "optimization_level": 3,
+        "tf32": False,
     }
     assert sidecar["inputs"] == [
         {"name": "input", "dtype": "float32", "shape": [8, 3, 32, 32], "min_batch": 1, "max_batch": 16}

@@ -9,12 +9,15 @@ from rbench.errors import BadInputError, EnvironmentProblem
 from rbench.export.artifact import Artifact
 from rbench.runtime import BACKENDS, OrtRunner, TorchRunner, runner_for
 
-# One factory per backend that runs on a CPU; the GPU-only backends have their contract tests under `gpu`.
+# One factory per backend that runs on a CPU; the GPU-only backends have their contract tests in test_gpu_backends.py.
 CPU_BACKENDS = ("ort", "torch")
 
 
 def test_every_backend_has_a_contract_test():
-    assert set(BACKENDS) == set(CPU_BACKENDS)
+    from test_gpu_backends import GPU_BACKENDS
+
+    assert set(BACKENDS) == set(CPU_BACKENDS) | set(GPU_BACKENDS)
+    assert not set(CPU_BACKENDS) & set(GPU_BACKENDS)
 
 
 @pytest.fixture(params=CPU_BACKENDS)
@@ -100,3 +103,50 @@ def test_cuda_torch_runner_without_cuda_is_an_environment_problem():
         pytest.skip("this machine has CUDA")
     with pytest.raises(EnvironmentProblem, match="no CUDA device"):
         TorchRunner(torch.nn.Identity(), (3, 4, 4), device="cuda").activate()
+
+
+def test_ort_io_binding_gives_the_same_outputs(resnet20_artifact):
+    x = {"input": _good()}
+    with OrtRunner(resnet20_artifact.path / "model.onnx") as plain:
+        expected = plain.infer(x)["logits"]
+    with OrtRunner(resnet20_artifact.path / "model.onnx", io_binding=True) as bound:
+        np.testing.assert_array_equal(bound.infer(x)["logits"], expected)
+
+
+def test_ort_tensorrt_provider_options(resnet20_artifact):
+    runner = runner_for(Artifact.open(resnet20_artifact.path), "ort-trt")
+    assert runner.providers == ["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"]
+    trt_options, cuda_options, cpu_options = runner.provider_options
+    cache = trt_options["trt_engine_cache_path"]
+    assert cache.startswith(str(resnet20_artifact.path / "engines" / "ort-tensorrt-ort")) and "-trt" in cache
+    assert trt_options == {
+        "device_id": 0,
+        "trt_engine_cache_enable": True,
+        "trt_engine_cache_path": cache,
+        "trt_timing_cache_enable": True,
+        "trt_timing_cache_path": cache,
+        "trt_profile_min_shapes": "input:1x3x32x32",
+        "trt_profile_opt_shapes": "input:8x3x32x32",
+        "trt_profile_max_shapes": "input:32x3x32x32",
+    }
+    assert (cuda_options, cpu_options) == ({"device_id": 0}, {})
+    assert runner.io_binding and runner.device == "cuda"
+
+
+@pytest.mark.parametrize("backend", ["ort-cuda", "ort-trt"])
+def test_ort_gpu_providers_without_a_gpu_name_the_extra(resnet20_artifact, backend):
+    import onnxruntime as ort
+
+    runner = runner_for(Artifact.open(resnet20_artifact.path), backend)
+    if set(runner.providers) <= set(ort.get_available_providers()):
+        pytest.skip("this onnxruntime has the GPU providers")
+    with pytest.raises(EnvironmentProblem, match=r"ExecutionProvider.* not available; .*pip install 'rbench\[gpu\]'"):
+        runner.activate()
+    assert not (resnet20_artifact.path / "engines").exists()  # nothing created for a runner that cannot start
+
+
+def test_unknown_backend_lists_the_valid_ones(resnet20_artifact):
+    with pytest.raises(
+        BadInputError, match="unknown backend 'tensorflow'; choose from ort, ort-cuda, ort-trt, torch, trt"
+    ):
+        runner_for(Artifact.open(resnet20_artifact.path), "tensorflow")

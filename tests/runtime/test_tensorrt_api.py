@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ast
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -27,8 +28,7 @@ TRT_OBJECTS = {
     "engine",
     "context",
 }
-REMOVED_IN_11 = {
-    "BuilderFlag",  # FP16, INT8, BF16, FP8, OBEY/PREFER_PRECISION_CONSTRAINTS: precision comes from the graph
+REMOVED_IN_11 = {  # and BuilderFlag's FP16, INT8, BF16, FP8, OBEY/PREFER_PRECISION_CONSTRAINTS (checked below)
     "int8_calibrator",
     "IInt8Calibrator",
     "IInt8EntropyCalibrator2",
@@ -77,7 +77,7 @@ def test_the_fixture_is_tensorrt_11():
     assert len(published) > 1500
     for name in ("STRONGLY_TYPED", "execute_async_v3", "set_memory_pool_limit", "builder_optimization_level"):
         assert name in published
-    for name in REMOVED_IN_11 - {"BuilderFlag"}:  # BuilderFlag itself remains, only its precision members went
+    for name in REMOVED_IN_11:
         assert not exists(name, published), name
     assert not exists("FP16", published)
 
@@ -103,6 +103,8 @@ def test_the_collector_sees_the_calls_that_matter(used):
         "execute_async_v3",
         "nptype",
         "__version__",
+        "clear_flag",
+        "TF32",
     } <= used
 
 
@@ -120,7 +122,8 @@ def test_no_name_removed_in_tensorrt_11_is_used(used):
         for node in ast.walk(ast.parse((ROOT / m).read_text()))
         if isinstance(node, ast.Attribute)
     }
-    assert every_attribute & {"FP16", "INT8", "int8_calibrator", "set_flag"} == set()
+    precision_flags = {"FP16", "INT8", "BF16", "FP8", "OBEY_PRECISION_CONSTRAINTS", "PREFER_PRECISION_CONSTRAINTS"}
+    assert every_attribute & precision_flags == set()
 
 
 def test_a_misspelled_name_would_be_caught():
@@ -128,3 +131,26 @@ def test_a_misspelled_name_would_be_caught():
     found = used_names("def f(trt, context):\n    context.execute_async_v4(0)\n    trt.BuilderFlag.FP16\n")
     assert found == {"execute_async_v4", "BuilderFlag", "FP16"}
     assert [n for n in sorted(found) if not exists(n, published)] == ["FP16", "execute_async_v4"]
+
+
+def test_the_fake_tensorrt_of_the_cpu_tests_only_uses_published_names(fake_trt):
+    import enum
+    import inspect
+
+    names: set[str] = set()
+    for name, value in vars(fake_trt).items():
+        if (name.startswith("_") and name != "__version__") or inspect.ismodule(value) or value is Any:
+            continue
+        names.add(name)
+        if inspect.isclass(value):
+            for member, inner in vars(value).items():
+                if not member.startswith("_"):
+                    names.add(member)
+                if inspect.isclass(inner) and issubclass(inner, enum.Enum):
+                    names |= set(inner.__members__)
+            if issubclass(value, enum.Enum):
+                names |= set(value.__members__)
+    names -= {"annotations"}  # from __future__
+    assert {"Builder", "OnnxParser", "STRONGLY_TYPED", "set_timing_cache", "INTERNAL_ERROR"} <= names
+    published = _published()
+    assert sorted(n for n in names if not exists(n, published)) == []
