@@ -279,9 +279,7 @@ def build(
     max_batch: Annotated[int, typer.Option(help="Largest batch of the optimization profile.")] = 32,
     workspace_mib: Annotated[int, typer.Option(help="Workspace memory limit, MiB.")] = 4096,
     opt_level: Annotated[int, typer.Option(help="Builder optimization level, 0..5.")] = 3,
-    tf32: Annotated[
-        bool, typer.Option(help="Let FP32 layers use TF32 math (faster, less exact).")
-    ] = False,
+    tf32: Annotated[bool, typer.Option(help="Let FP32 layers use TF32 math (faster, less exact).")] = False,
     timing_cache_dir: Annotated[
         Path, typer.Option(help="Folder of timing caches (one file per TensorRT version and compute capability).")
     ] = USER_CACHE_DIR / "tensorrt",
