@@ -5,9 +5,10 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 MODEL  ?= resnet50
 PRECISION ?= all
+ENGINE_PRECISION ?= fp16
 ARTIFACTS ?= artifacts
 
-.PHONY: install export test lint clean
+.PHONY: install export engine test lint clean
 
 install: $(STAMP)
 
@@ -21,6 +22,15 @@ $(STAMP): pyproject.toml
 
 export: $(STAMP)
 	$(BIN)/rbench export --model $(MODEL) --precision $(PRECISION) --out $(ARTIFACTS)
+
+# A TensorRT engine (needs an NVIDIA GPU and 'pip install .[gpu]') from the newest $(MODEL) artifact, exported first
+# if there is none; a second run reuses the engine while its key (ONNX, settings, TensorRT, GPU) is unchanged.
+engine: $(STAMP)
+	@dir=$$(ls -td $(ARTIFACTS)/$(MODEL)-*/ 2>/dev/null | head -n 1); \
+	if [ -z "$$dir" ]; then \
+		$(MAKE) --no-print-directory export && dir=$$(ls -td $(ARTIFACTS)/$(MODEL)-*/ | head -n 1); \
+	fi; \
+	$(BIN)/rbench build "$$dir" --precision $(ENGINE_PRECISION)
 
 test: $(STAMP)
 	$(BIN)/pytest -q

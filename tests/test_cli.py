@@ -72,6 +72,21 @@ def test_doctor_never_crashes():
     assert rows["tensorrt"] == "not installed" or rows["tensorrt"][0].isdigit()
     assert "CPUExecutionProvider" in rows["onnxruntime providers"]
     assert {"python", "torch", "onnx", "pycuda", "openvino", "cuda", "cpu"} <= set(rows)
+    if rows["tensorrt"] == "not installed":
+        assert rows["tensorrt engines"] == "cannot build: tensorrt is not installed: pip install 'rbench[gpu]'"
+
+
+def test_doctor_says_why_engines_cannot_be_built_and_when_they_can(fake_trt, monkeypatch):
+    import torch
+
+    if not torch.cuda.is_available():
+        rows = json.loads(run("doctor", "--json").stdout)
+        assert rows["tensorrt engines"] == (
+            "cannot build: no CUDA device: TensorRT needs an NVIDIA GPU and its driver, and torch sees none"
+        )
+    monkeypatch.setattr("rbench.runtime.trt_common._cuda_device", lambda: ("NVIDIA L4", "8.9", "13.0"))
+    rows = json.loads(run("doctor", "--json").stdout)
+    assert rows["tensorrt engines"] == "can build: TensorRT 11.4.0.106 on NVIDIA L4 (compute capability 8.9)"
 
 
 def _evil_checkpoint(path: Path) -> Path:

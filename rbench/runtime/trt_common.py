@@ -63,16 +63,17 @@ def probe_platform() -> Platform:
 
 
 def _cuda_device() -> tuple[str, str, str]:
-    """Name, compute capability and CUDA version of device 0, through torch, else pycuda."""
-    no_device = "no CUDA device: TensorRT needs an NVIDIA GPU and its driver, and {} sees none"
-    if importlib.util.find_spec("torch") is not None:
+    """Name, compute capability and CUDA version of device 0, through torch if it sees a GPU, else pycuda."""
+    has_torch = importlib.util.find_spec("torch") is not None
+    if has_torch:
         import torch
 
-        if not torch.cuda.is_available():
-            raise EnvironmentProblem(no_device.format("torch"))
-        major, minor = torch.cuda.get_device_capability(0)
-        return torch.cuda.get_device_name(0), f"{major}.{minor}", str(torch.version.cuda)
+        if torch.cuda.is_available():
+            major, minor = torch.cuda.get_device_capability(0)
+            return torch.cuda.get_device_name(0), f"{major}.{minor}", str(torch.version.cuda)
     if importlib.util.find_spec("pycuda") is None:
+        if has_torch:
+            raise EnvironmentProblem("no CUDA device: TensorRT needs an NVIDIA GPU and its driver, and torch sees none")
         raise EnvironmentProblem("neither torch nor pycuda is installed to reach the GPU: pip install 'rbench[gpu]'")
     import pycuda.driver as cuda
 
@@ -80,10 +81,9 @@ def _cuda_device() -> tuple[str, str, str]:
         cuda.init()
         device = cuda.Device(0)
     except cuda.Error as exc:
-        raise EnvironmentProblem(f"{no_device.format('pycuda')} ({first_line(exc)})") from None
+        raise EnvironmentProblem(f"no CUDA device: pycuda sees none ({first_line(exc)})") from None
     major, minor = device.compute_capability()
-    version = cuda.get_version()
-    return device.name(), f"{major}.{minor}", ".".join(map(str, version[:2]))
+    return device.name(), f"{major}.{minor}", ".".join(map(str, cuda.get_version()[:2]))
 
 
 def _driver_version(path: str = "/proc/driver/nvidia/version") -> str:
