@@ -191,8 +191,9 @@ def _build_plan(
     config.add_optimization_profile(profile)
     timing = _load_timing_cache(config, timing_file, warn)
     config.set_timing_cache(timing, False)  # ignore_mismatch=False: never use another device's timings
-    if progress is not None:
-        config.progress_monitor = _monitor(trt, progress)
+    monitor = _monitor(trt, progress) if progress is not None else None  # a local: TensorRT keeps no reference
+    if monitor is not None:
+        config.progress_monitor = monitor
     plan = builder.build_serialized_network(network, config)
     if plan is None:
         raise EnvironmentProblem(f"TensorRT failed to build {onnx_file.name}: {logger.last_error or 'see its log'}")

@@ -55,6 +55,7 @@ class TrtRunner(Runner):
         self._engine: Any = None
         self._context: Any = None
         self._memory: DeviceMemory | None = None
+        self._keep_alive: tuple[Any, ...] = ()
         self._outputs: list[str] = []
         self._graphs: dict[tuple[tuple[str, tuple[int, ...], int], ...], Callable[[], None]] = {}
 
@@ -70,6 +71,7 @@ class TrtRunner(Runner):
         trt = import_tensorrt()
         logger = trt.Logger(trt.Logger.WARNING)
         runtime = trt.Runtime(logger)
+        self._keep_alive = (logger, runtime)  # the engine must not outlive its runtime and logger
         engine = runtime.deserialize_cuda_engine(self.engine_file.read_bytes())
         if engine is None:
             raise ArtifactError(f"rebuild required: TensorRT could not deserialize {self.engine_file} (see its log)")
@@ -85,7 +87,8 @@ class TrtRunner(Runner):
         if self._memory is not None:
             self._memory.close()
         self._graphs.clear()
-        self._engine = self._context = self._memory = None
+        self._context = self._engine = self._memory = None  # context before engine before runtime
+        self._keep_alive = ()
 
     def input_specs(self) -> list[TensorSpec]:
         """From the sidecar, so a feed is validated (including the profile's batch range) before TensorRT sees it."""
