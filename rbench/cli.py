@@ -214,23 +214,31 @@ def parity(
     artifact_dir: Annotated[Path, typer.Argument(help="An artifact directory from rbench export.")],
     backend: Annotated[Backend, typer.Option(help="Backend under test.")] = Backend.ort,
     precision: Annotated[Precision, typer.Option(help="Which of the artifact's models.")] = Precision.fp32,
-    images: Annotated[Path | None, typer.Option(help="A folder of images instead of the built-in photos.")] = None,
+    images: Annotated[
+        Path | None,
+        typer.Option(help="Images instead of the built-in photos; DIR/<class>/<image> adds top-1 accuracy."),
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
 ) -> None:
     """Compare a backend with the unfolded PyTorch FP32 model on random inputs and real photos."""
     from rbench.bench.parity import artifact_parity
-    from rbench.data import load_image_folder
+    from rbench.data import load_images
     from rbench.export.artifact import Artifact
 
     artifact = Artifact.open(artifact_dir)
-    photos = load_image_folder(images) if images is not None else None
+    photos, labels = load_images(images) if images is not None else (None, None)
     with steps(not as_json) as progress:
         progress(f"running {backend.value} {precision.value} and the PyTorch reference")
-        report = artifact_parity(artifact, backend.value, precision.value, images=photos)
+        report = artifact_parity(artifact, backend.value, precision.value, images=photos, labels=labels)
     if as_json:
         out.print_json(json.dumps(report.to_dict()))
     else:
         out.print(_parity_table(report))
+        for set_name, acc in report.accuracy.items():
+            out.print(
+                f"top-1 accuracy on {len(photos or ())} labelled {set_name}: {report.runner} {acc['runner']:.1%}, "
+                f"{report.reference} {acc['reference']:.1%}"
+            )
     if report.passed:
         if not as_json:
             out.print(f"[green]PASS[/] {report.runner} vs {report.reference}")

@@ -105,6 +105,36 @@ def load_image_folder(folder: str | os.PathLike[str]) -> dict[str, np.ndarray]:
     return images
 
 
+def load_labelled_folder(folder: str | os.PathLike[str]) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """An ImageFolder-style tree, ``folder/<class>/<image>``: its images (keyed ``class/file``) and integer labels.
+
+    Class folders named by integers are those class indices (``7/`` holds class 7, so a subset of ImageNet's classes
+    keeps its indices); otherwise classes are numbered in sorted order, as torchvision's ``ImageFolder`` does.
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise BadInputError(f"image folder not found: {folder}")
+    classes = sorted(p for p in folder.iterdir() if p.is_dir())
+    if not classes:
+        raise BadInputError(f"no class folders in {folder}; expected {folder}/<class>/<image>")
+    numeric = all(c.name.isdigit() for c in classes)
+    images: dict[str, np.ndarray] = {}
+    labels: list[int] = []
+    for index, directory in enumerate(classes):
+        found = load_image_folder(directory)
+        images.update({f"{directory.name}/{name}": image for name, image in found.items()})
+        labels += [int(directory.name) if numeric else index] * len(found)
+    return images, np.asarray(labels, dtype=np.int64)
+
+
+def load_images(folder: str | os.PathLike[str]) -> tuple[dict[str, np.ndarray], np.ndarray | None]:
+    """A folder of images (no labels), or a labelled ``folder/<class>/<image>`` tree."""
+    folder = Path(folder)
+    if folder.is_dir() and any(p.is_dir() for p in folder.iterdir()):
+        return load_labelled_folder(folder)
+    return load_image_folder(folder), None
+
+
 def preprocess_batch(images: dict[str, np.ndarray], transform: Preprocess) -> np.ndarray:
     """Stack preprocessed images into one NCHW float32 batch."""
     return np.stack([transform(img) for img in images.values()])

@@ -188,3 +188,46 @@ def test_debug_shows_the_traceback(tmp_path):
     result = run("--debug", "export", "--model", "resnet51", "--out", tmp_path)
     assert result.exit_code != 0 and result.exc_info is not None
     assert type(result.exception).__name__ == "BadInputError"
+
+
+def _digits_tree(root: Path, names: dict[int, str]) -> np.ndarray:
+    """Digits test images as root/<class folder>/<image>.png; returns the labels in load order."""
+    from PIL import Image
+
+    from rbench.data import digits_images
+
+    labels = []
+    for label, folder in sorted(names.items(), key=lambda kv: kv[1]):
+        (root / folder).mkdir(parents=True)
+        found = [(n, img) for n, img in digits_images("test").items() if n.endswith(f"-{label}.png")][:3]
+        for name, image in found:
+            Image.fromarray(image).save(root / folder / name)
+        labels += [label] * len(found)
+    return np.asarray(labels)
+
+
+def test_parity_on_a_labelled_folder_reports_accuracy(resnet20_artifact, tmp_path):
+    from rbench.data import load_labelled_folder, preprocess_batch
+    from rbench.export.artifact import Artifact
+    from rbench.runtime import OrtRunner
+
+    labels = _digits_tree(tmp_path, {3: "3", 7: "7", 9: "9"})
+    images, loaded = load_labelled_folder(tmp_path)
+    assert loaded.tolist() == labels.tolist() == [3] * 3 + [7] * 3 + [9] * 3  # numeric folders keep their index
+    with OrtRunner(resnet20_artifact.path / "model.onnx") as runner:
+        logits = runner.infer({"input": preprocess_batch(images, Artifact.open(resnet20_artifact.path).preprocess)})
+    expected = float((logits["logits"].argmax(1) == labels).mean())
+    result = run("parity", resnet20_artifact.path, "--images", tmp_path, "--json")
+    report = json.loads(result.stdout)
+    assert report["accuracy"]["photos"]["runner"] == pytest.approx(expected)
+    assert report["accuracy"]["photos"]["reference"] == pytest.approx(expected)  # FP32: the same decisions
+    table = run("parity", resnet20_artifact.path, "--images", tmp_path).stdout
+    assert f"top-1 accuracy on 9 labelled photos: ort-cpu-fp32 {expected:.1%}" in table
+
+
+def test_named_class_folders_are_numbered_in_sorted_order(tmp_path):
+    from rbench.data import load_labelled_folder
+
+    _digits_tree(tmp_path, {0: "zero", 1: "one"})
+    images, labels = load_labelled_folder(tmp_path)
+    assert next(iter(images)).startswith("one/") and labels.tolist() == [0, 0, 0, 1, 1, 1]

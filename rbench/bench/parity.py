@@ -122,6 +122,7 @@ class ParityReport:
     tolerance: Tolerance
     stats: dict[str, dict[str, OutputStats]] = field(default_factory=dict)
     failures: list[str] = field(default_factory=list)
+    accuracy: dict[str, dict[str, float]] = field(default_factory=dict)  # input set -> {"reference", "runner"}
 
     @property
     def passed(self) -> bool:
@@ -135,6 +136,7 @@ class ParityReport:
             "tolerance": {**asdict(self.tolerance), "checked": list(self.tolerance.checked)},
             "passed": self.passed,
             "failures": self.failures,
+            "accuracy": self.accuracy,
             "inputs": {
                 name: {out: {**asdict(s), "min_passing_rel": s.min_passing_rel} for out, s in outs.items()}
                 for name, outs in self.stats.items()
@@ -147,6 +149,7 @@ def check_parity(
     reference: Runner,
     inputs: Mapping[str, Mapping[str, np.ndarray]],
     tolerance: Tolerance,
+    labels: Mapping[str, np.ndarray] | None = None,
 ) -> ParityReport:
     """Run both active runners on every named input set and compare every output.
 
@@ -155,6 +158,7 @@ def check_parity(
         reference: the FP32 reference (eager, unfolded PyTorch).
         inputs: input-set name (``"random"``, ``"photos"``) to feed.
         tolerance: the bounds every output must meet.
+        labels: class labels of an input set, where it has them: each runner's top-1 accuracy is reported.
     """
     report = ParityReport(runner.name, reference.name, runner.precision, tolerance)
     for set_name, feed in inputs.items():
@@ -169,7 +173,19 @@ def check_parity(
             report.stats[set_name][out_name] = stats
             failures = stats.failures(tolerance, bounds=set_name in tolerance.checked)
             report.failures += [f"{set_name}/{out_name}: {f}" for f in failures]
+        if labels is not None and set_name in labels:
+            first = next(iter(expected))
+            report.accuracy[set_name] = {
+                "reference": top1_accuracy(expected[first], labels[set_name]),
+                "runner": top1_accuracy(actual[first], labels[set_name]),
+            }
     return report
+
+
+def top1_accuracy(logits: np.ndarray, labels: np.ndarray) -> float:
+    if len(logits) != len(labels):
+        raise BadInputError(f"{len(labels)} labels for {len(logits)} images")
+    return float((logits.argmax(axis=1) == labels).mean())
 
 
 def infer_in_batches(runner: Runner, feed: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -224,8 +240,12 @@ def artifact_parity(
     precision: str = "fp32",
     images: Mapping[str, np.ndarray] | None = None,
     tolerance: Tolerance | None = None,
+    labels: np.ndarray | None = None,
 ) -> ParityReport:
-    """Parity of one backend and precision of an artifact against its unfolded FP32 PyTorch model."""
+    """Parity of one backend and precision of an artifact against its unfolded FP32 PyTorch model.
+
+    ``images`` replace the built-in photos; ``labels`` (one per image) add top-1 accuracy figures.
+    """
     from rbench.runtime import TorchRunner, runner_for
 
     tolerance = tolerance or tolerance_for(precision)
@@ -234,4 +254,4 @@ def artifact_parity(
     reference = TorchRunner(model, artifact.input_shape)
     inputs = parity_inputs(artifact.preprocess, artifact.input_name, images=images)
     with runner, reference:
-        return check_parity(runner, reference, inputs, tolerance)
+        return check_parity(runner, reference, inputs, tolerance, None if labels is None else {"photos": labels})
