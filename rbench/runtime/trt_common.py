@@ -142,6 +142,7 @@ def read_sidecar(engine_file: str | os.PathLike[str]) -> dict[str, Any]:
     try:
         sidecar = json.loads(path.read_text())
         _ = sidecar["platform"]["tensorrt"], sidecar["platform"]["compute_capability"], sidecar["engine_sha256"]
+        _ = sidecar["source"]["sha256"][:12]
         _ = [(i["name"], i["dtype"], i["shape"], i["min_batch"], i["max_batch"]) for i in sidecar["inputs"]]
     except (json.JSONDecodeError, KeyError, TypeError, UnicodeDecodeError) as exc:
         raise BadInputError(f"corrupt engine sidecar {path}: {first_line(exc)}") from None

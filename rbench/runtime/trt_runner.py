@@ -36,6 +36,7 @@ class TrtRunner(Runner):
         precision: a label for reports (the engine's types came from its ONNX graph).
         cuda_graph: capture each new input shape into a CUDA graph and replay it (torch device memory only).
         memory: ``auto`` (torch CUDA tensors when torch is installed, else pycuda), ``torch`` or ``pycuda``.
+        source_sha256: the SHA-256 of the ONNX the engine must have been built from (an artifact's), if known.
     """
 
     backend = "trt"
@@ -46,11 +47,13 @@ class TrtRunner(Runner):
         precision: str = "fp16",
         cuda_graph: bool = False,
         memory: str = "auto",
+        source_sha256: str | None = None,
     ) -> None:
         super().__init__(f"trt-{precision}", "cuda", precision)
         self.engine_file = Path(engine_file)
         self.cuda_graph = cuda_graph
         self.memory_kind = memory
+        self.source_sha256 = source_sha256
         self.sidecar: dict[str, Any] | None = None
         self._engine: Any = None
         self._context: Any = None
@@ -63,6 +66,12 @@ class TrtRunner(Runner):
         """Every check that needs no deserialization; returns the sidecar."""
         sidecar = read_sidecar(self.engine_file)
         verify_engine_file(self.engine_file, sidecar)
+        built_from = sidecar["source"]["sha256"]
+        if self.source_sha256 is not None and built_from != self.source_sha256:
+            raise ArtifactError(
+                f"rebuild required: {self.engine_file.name} was built from an ONNX with sha256 {built_from[:12]}…, "
+                f"the artifact's is {self.source_sha256[:12]}…"
+            )
         check_compatible(sidecar, probe_platform())
         return sidecar
 

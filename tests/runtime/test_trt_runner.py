@@ -75,6 +75,14 @@ def test_an_engine_for_another_gpu_architecture_is_refused_with_exit_3(built):
     )
 
 
+def test_an_engine_built_from_another_onnx_is_refused_with_exit_3(built):
+    sidecar_file = Path(f"{_engine(built)}.json")
+    sidecar = json.loads(sidecar_file.read_text())
+    sidecar["source"]["sha256"] = "ab" * 32
+    sidecar_file.write_text(json.dumps(sidecar))
+    _refused(built, 3, "rebuild required: model.fp32.engine was built from an ONNX with sha256 abababababab…")
+
+
 def test_an_engine_without_its_sidecar_is_refused_with_exit_3(built):
     Path(f"{_engine(built)}.json").unlink()
     _refused(built, 3, "has no sidecar model.fp32.engine.json; what it was built for is unknown")
