@@ -129,7 +129,7 @@ def gpu_providers(
     ONNX Runtime reuses a stale engine after an upgrade, onnxruntime#22244), and the batch profile as
     ``{"min": ["input:1x3x224x224"], "opt": […], "max": […]}``.
     """
-    cuda = {"device_id": 0}
+    cuda = {"device_id": 0, "use_tf32": 0}  # FP32 convolutions in FP32, as the TensorRT builder does by default
     if provider == "cuda":
         return ["CUDAExecutionProvider", "CPUExecutionProvider"], [cuda, {}]
     if provider != "tensorrt":

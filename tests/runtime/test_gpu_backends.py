@@ -6,6 +6,7 @@ Marked ``gpu``: skipped without CUDA (``tests/conftest.py``), and the TensorRT o
 from __future__ import annotations
 
 import importlib.util
+import shutil
 
 import numpy as np
 import pytest
@@ -31,25 +32,36 @@ def timing_dir(tmp_path_factory):
     return tmp_path_factory.mktemp("timing")
 
 
+def _copy(result, tmp_path_factory) -> Artifact:
+    """Engines go into a copy, so the session's shared artifacts stay as export made them."""
+    destination = tmp_path_factory.mktemp("gpu") / result.path.name
+    shutil.copytree(result.path, destination)
+    return Artifact.open(destination)
+
+
 @pytest.fixture(scope="module")
-def resnet50_engines(resnet50_artifact, timing_dir):
+def resnet50_engines(resnet50_artifact, timing_dir, tmp_path_factory):
     _needs_tensorrt()
-    artifact = Artifact.open(resnet50_artifact.path)
+    artifact = _copy(resnet50_artifact, tmp_path_factory)
     return artifact, {p: build_engine(artifact, BuildConfig(p, timing_cache_dir=timing_dir)) for p in PRECISIONS}
 
 
 @pytest.fixture(scope="module")
-def resnet20_engine(resnet20_artifact, timing_dir):
+def resnet20(resnet20_artifact, tmp_path_factory) -> Artifact:
+    return _copy(resnet20_artifact, tmp_path_factory)
+
+
+@pytest.fixture(scope="module")
+def resnet20_engine(resnet20, timing_dir):
     _needs_tensorrt()
-    artifact = Artifact.open(resnet20_artifact.path)
-    return build_engine(artifact, BuildConfig("fp32", max_batch=16, timing_cache_dir=timing_dir))
+    return build_engine(resnet20, BuildConfig("fp32", max_batch=16, timing_cache_dir=timing_dir))
 
 
 @pytest.fixture(params=GPU_BACKENDS)
-def gpu_runner(request, resnet20_artifact):
+def gpu_runner(request, resnet20):
     if request.param == "trt":
         request.getfixturevalue("resnet20_engine")
-    runner = runner_for(Artifact.open(resnet20_artifact.path), request.param, "fp32")
+    runner = runner_for(resnet20, request.param, "fp32")
     try:
         runner.activate()
     except EnvironmentProblem as exc:
@@ -128,9 +140,9 @@ def test_pycuda_memory_matches_torch_memory(resnet20_engine):
         np.testing.assert_allclose(b.infer(x)["logits"], expected, rtol=1e-5, atol=1e-5)
 
 
-def test_ort_cuda_parity_with_io_binding(resnet50_artifact):
+def test_ort_cuda_parity_with_io_binding(resnet20):
     try:
-        report = artifact_parity(Artifact.open(resnet50_artifact.path), "ort-cuda", "fp16")
+        report = artifact_parity(resnet20, "ort-cuda", "fp32")
     except EnvironmentProblem as exc:
         pytest.skip(str(exc))
     assert report.passed, report.failures

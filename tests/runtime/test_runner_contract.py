@@ -129,7 +129,7 @@ def test_ort_tensorrt_provider_options(resnet20_artifact):
         "trt_profile_opt_shapes": "input:8x3x32x32",
         "trt_profile_max_shapes": "input:32x3x32x32",
     }
-    assert (cuda_options, cpu_options) == ({"device_id": 0}, {})
+    assert (cuda_options, cpu_options) == ({"device_id": 0, "use_tf32": 0}, {})
     assert runner.io_binding and runner.device == "cuda"
 
 
