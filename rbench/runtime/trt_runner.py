@@ -59,6 +59,7 @@ class TrtRunner(Runner):
         self._context: Any = None
         self._memory: DeviceMemory | None = None
         self._keep_alive: tuple[Any, ...] = ()
+        self._nptype: Callable[[Any], type] = np.dtype
         self._outputs: list[str] = []
         self._graphs: dict[tuple[tuple[str, tuple[int, ...], int], ...], Callable[[], None]] = {}
 
@@ -90,7 +91,7 @@ class TrtRunner(Runner):
         names = [engine.get_tensor_name(i) for i in range(engine.num_io_tensors)]
         self._outputs = [n for n in names if engine.get_tensor_mode(n) == trt.TensorIOMode.OUTPUT]
         self._memory = device_memory(self.memory_kind)
-        self.sidecar, self._engine, self._context = sidecar, engine, context
+        self.sidecar, self._engine, self._context, self._nptype = sidecar, engine, context, trt.nptype
 
     def _deactivate(self) -> None:
         if self._memory is not None:
@@ -108,7 +109,6 @@ class TrtRunner(Runner):
         ]
 
     def _infer(self, feed: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
-        trt = import_tensorrt()
         engine, context, memory = self._engine, self._context, self._memory
         assert memory is not None
         bound: list[tuple[str, tuple[int, ...], int]] = []
@@ -117,7 +117,7 @@ class TrtRunner(Runner):
             bound.append((name, tuple(array.shape), memory.to_device(name, array)))
         for name in self._outputs:
             shape = tuple(context.get_tensor_shape(name))
-            dtype = np.dtype(trt.nptype(engine.get_tensor_dtype(name)))
+            dtype = np.dtype(self._nptype(engine.get_tensor_dtype(name)))
             bound.append((name, shape, memory.empty(name, shape, dtype)))
         for name, _, address in bound:
             context.set_tensor_address(name, address)
