@@ -13,10 +13,12 @@ from rbench.errors import ArtifactError, BadInputError, EnvironmentProblem, Pari
 __all__ = [
     "ArtifactError",
     "BadInputError",
+    "BuildConfig",
     "EnvironmentProblem",
     "ModelConfig",
     "ParityError",
     "RbenchError",
+    "build_engine",
     "create_model",
     "export_artifact",
     "list_models",
@@ -33,4 +35,8 @@ def __getattr__(name: str):
         from rbench.export import pipeline
 
         return getattr(pipeline, name)
+    if name in ("BuildConfig", "build_engine"):
+        from rbench.export import engine
+
+        return getattr(engine, name)
     raise AttributeError(f"module 'rbench' has no attribute {name!r}")
