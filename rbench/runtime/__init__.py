@@ -45,8 +45,14 @@ def runner_for(artifact: Artifact, backend: str, precision: str = "fp32") -> Run
     if backend == "torch":
         return TorchRunner(artifact.reference_model, artifact.input_shape, folded=True, precision=precision)
     if backend == "trt":
+        engine = engine_path(artifact.path, precision)
+        if not engine.is_file():
+            raise BadInputError(
+                f"{artifact.path} has no {precision} TensorRT engine; build it with: "
+                f"rbench build {artifact.path} --precision {precision}"
+            )
         source = artifact.manifest["precisions"].get(precision, {}).get("sha256")
-        return TrtRunner(engine_path(artifact.path, precision), precision=precision, source_sha256=source)
+        return TrtRunner(engine, precision=precision, source_sha256=source)
     raise BadInputError(f"unknown backend {backend!r}; choose from {', '.join(BACKENDS)}")
 
 

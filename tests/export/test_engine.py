@@ -155,6 +155,12 @@ def test_bad_settings_are_bad_input(kwargs, message):
         BuildConfig(**kwargs)
 
 
+def test_the_builder_is_part_of_the_top_level_api():
+    import rbench
+
+    assert rbench.build_engine is build_engine and rbench.BuildConfig is BuildConfig
+
+
 def test_unknown_precision_is_bad_input_before_tensorrt_is_needed(artifact, tmp_path):
     with pytest.raises(BadInputError, match=r"has no fp16 model \(it has fp32\)"):
         build_engine(artifact, BuildConfig(precision="fp16", timing_cache_dir=tmp_path))

@@ -93,9 +93,11 @@ def test_a_corrupt_sidecar_is_bad_input(built):
     _refused(built, 2, "corrupt engine sidecar")
 
 
-def test_a_missing_engine_says_how_to_build_it(resnet20_artifact):
-    _refused(resnet20_artifact.path, 2, "engine not found: ")
-    assert "rbench build ARTIFACT_DIR --precision" in run("parity", resnet20_artifact.path, "--backend", "trt").stderr
+def test_a_missing_engine_says_how_to_build_it(resnet20_artifact, tmp_path):
+    path = resnet20_artifact.path
+    _refused(path, 2, f"{path} has no fp32 TensorRT engine; build it with: rbench build {path} --precision fp32")
+    with pytest.raises(BadInputError, match=r"engine not found: .*nowhere.engine \(build it with: rbench build"):
+        TrtRunner(tmp_path / "nowhere.engine").activate()
 
 
 def test_a_null_engine_is_refused_not_used(built, fake_gpu):
