@@ -16,6 +16,7 @@ import json
 import os
 import re
 from dataclasses import asdict, dataclass
+from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +40,16 @@ def import_tensorrt() -> Any:
             "NVIDIA driver: pip install 'rbench[gpu]' on a machine with a GPU"
         ) from None
     return trt
+
+
+def installed_tensorrt() -> str | None:
+    """TensorRT's version from package metadata, known even where its libraries cannot load."""
+    for dist in ("tensorrt", "tensorrt-cu13", "tensorrt-cu12", "tensorrt-cu13-bindings", "tensorrt-cu12-bindings"):
+        try:
+            return metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            continue
+    return None
 
 
 @dataclass(frozen=True)
@@ -162,8 +173,15 @@ def verify_engine_file(engine_file: str | os.PathLike[str], sidecar: dict[str, A
         )
 
 
-def check_compatible(sidecar: dict[str, Any], here: Platform) -> None:
-    """Refuse an engine built for another TensorRT version or GPU architecture (exit 3)."""
+def check_compatible(sidecar: dict[str, Any], here: Platform | str | None) -> None:
+    """Refuse an engine built for another TensorRT version or GPU architecture (exit 3).
+
+    ``here`` is this machine's platform, or just its TensorRT version (from package metadata, before any GPU is
+    probed), or ``None`` when that is unknown too.
+    """
     built = Platform(**sidecar["platform"])
-    if (built.tensorrt, built.compute_capability) != (here.tensorrt, here.compute_capability):
-        raise ArtifactError(f"rebuild required: built for {built.describe()}, running on {here.describe()}")
+    if isinstance(here, Platform):
+        if (built.tensorrt, built.compute_capability) != (here.tensorrt, here.compute_capability):
+            raise ArtifactError(f"rebuild required: built for {built.describe()}, running on {here.describe()}")
+    elif here is not None and here != built.tensorrt:
+        raise ArtifactError(f"rebuild required: built for {built.describe()}, running on TensorRT {here}")

@@ -1,8 +1,9 @@
 """TensorRT: run an engine that ``rbench build`` made, after checking that it is the engine it claims to be.
 
-Activation checks, in order: the sidecar exists and parses (exit 2), the engine's SHA-256 matches it (exit 3),
-TensorRT and a CUDA device are present (exit 4), the engine was built for this TensorRT version and compute capability
-(exit 3). Only then are its bytes deserialized, and a ``None`` engine is refused rather than used.
+Activation checks, in order: the sidecar exists and parses (exit 2), the engine's SHA-256 matches it and it was built
+from the artifact's ONNX (exit 3), it was built for this TensorRT version and compute capability (exit 3; where
+TensorRT or the GPU is missing, a version that differs from the installed package's is still exit 3, else exit 4).
+Only then are its bytes deserialized, and a ``None`` engine is refused rather than used.
 Execution follows NVIDIA's ``common_runtime.py``: set each input's shape and every tensor's address by name, then
 ``execute_async_v3`` on one stream.
 """
@@ -22,6 +23,7 @@ from rbench.runtime.cuda_memory import DeviceMemory, device_memory
 from rbench.runtime.trt_common import (
     check_compatible,
     import_tensorrt,
+    installed_tensorrt,
     probe_platform,
     read_sidecar,
     verify_engine_file,
@@ -73,7 +75,14 @@ class TrtRunner(Runner):
                 f"rebuild required: {self.engine_file.name} was built from an ONNX with sha256 {built_from[:12]}…, "
                 f"the artifact's is {self.source_sha256[:12]}…"
             )
-        check_compatible(sidecar, probe_platform())
+        try:
+            here = probe_platform()
+        except EnvironmentProblem:
+            check_compatible(
+                sidecar, installed_tensorrt()
+            )  # a foreign engine is refused even where TensorRT can't load
+            raise
+        check_compatible(sidecar, here)
         return sidecar
 
     def _activate(self) -> None:

@@ -16,6 +16,7 @@ from rbench.errors import ArtifactError, BadInputError, EnvironmentProblem
 from rbench.export.artifact import Artifact
 from rbench.export.engine import BuildConfig, build_engine
 from rbench.runtime import TrtRunner, validate_feed
+from rbench.runtime.trt_common import installed_tensorrt
 
 cli = CliRunner()
 HOPPER = "TensorRT 11.4.0.106 on NVIDIA H100 80GB HBM3 (compute capability 9.0)"
@@ -63,6 +64,18 @@ def test_an_engine_from_another_tensorrt_version_is_refused_with_exit_3(built):
         3,
         "rebuild required: built for TensorRT 10.13.0.35 on NVIDIA H100 80GB HBM3 (compute capability 9.0), "
         f"running on {HOPPER}",
+    )
+
+
+def test_a_foreign_version_is_refused_even_where_tensorrt_cannot_load(built, monkeypatch):
+    _edit_sidecar(built, tensorrt="10.13.0.35")
+    monkeypatch.undo()  # no importable tensorrt, no GPU: only the installed package's metadata says 11.4
+    monkeypatch.setattr("rbench.runtime.trt_runner.installed_tensorrt", lambda: "11.4.0.106")
+    _refused(
+        built,
+        3,
+        "rebuild required: built for TensorRT 10.13.0.35 on NVIDIA H100 80GB HBM3 (compute capability 9.0), "
+        "running on TensorRT 11.4.0.106",
     )
 
 
@@ -120,7 +133,7 @@ def test_a_batch_outside_the_profile_is_refused_before_tensorrt_sees_it(built):
 
 def test_a_trusted_engine_without_a_gpu_is_an_environment_problem(built, monkeypatch):
     monkeypatch.undo()  # the real machine again: no TensorRT, no GPU
-    if importlib.util.find_spec("tensorrt") is not None:
+    if importlib.util.find_spec("tensorrt") is not None or installed_tensorrt() is not None:
         pytest.skip("tensorrt is installed here")
     _refused(built, 4, "tensorrt is not installed: pip install 'rbench[gpu]'")
 
