@@ -24,6 +24,7 @@ from rbench.export.artifact import Artifact
 from rbench.runtime.trt_common import (
     DEFAULT_TIMING_CACHE_DIR,
     Platform,
+    check_compatible,
     engine_path,
     import_tensorrt,
     make_sidecar,
@@ -138,18 +139,14 @@ def build_engine(
 
 
 def _cache_hit(target: Path, platform: Platform, source: dict[str, Any], settings: dict[str, Any]) -> bool:
-    if not (target.is_file() and sidecar_path(target).is_file()):
-        return False
+    """Whether the engine at ``target`` is intact and has exactly this key."""
     try:
         sidecar = read_sidecar(target)
         verify_engine_file(target, sidecar)
+        check_compatible(sidecar, platform)
     except (BadInputError, ArtifactError):
-        return False  # a damaged cached engine is simply rebuilt
-    return (sidecar["platform"]["tensorrt"], sidecar["platform"]["compute_capability"], sidecar["source"]) == (
-        platform.tensorrt,
-        platform.compute_capability,
-        source,
-    ) and sidecar["settings"] == settings
+        return False  # missing, damaged or foreign: build
+    return sidecar["source"] == source and sidecar["settings"] == settings
 
 
 def _onnx_input(onnx_file: Path) -> tuple[int | None, str]:
