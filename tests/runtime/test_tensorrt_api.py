@@ -154,3 +154,24 @@ def test_the_fake_tensorrt_of_the_cpu_tests_only_uses_published_names(fake_trt):
     assert {"Builder", "OnnxParser", "STRONGLY_TYPED", "set_timing_cache", "INTERNAL_ERROR"} <= names
     published = _published()
     assert sorted(n for n in names if not exists(n, published)) == []
+
+
+def test_the_regeneration_script_reads_a_wheel(tmp_path):
+    import importlib.util
+    import zipfile
+
+    spec = importlib.util.spec_from_file_location("make_names", ROOT / "tests/fixtures/make_tensorrt_names.py")
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    wheel = tmp_path / "tensorrt_cu13_bindings-11.4.0.106-cp311-none-manylinux_2_28_x86_64.whl"
+    library = b"\0".join(
+        [b"", b"execute_async_v3", b"_ZN8nvinfer17IRuntimeD2Ev", b"FN8nvinfer18DataTypeE", b"a b", b"WORKSPACE"]
+    )
+    with zipfile.ZipFile(wheel, "w") as zf:
+        zf.writestr("tensorrt_bindings/tensorrt.so", library)
+        zf.writestr("tensorrt_bindings/__init__.py", "__version__ = '11.4.0.106'\ndef nptype(t):\n    pass\n")
+    out = tmp_path / "names.txt"
+    script.main([str(wheel), "--out", str(out)])
+    lines = out.read_text().splitlines()
+    assert lines[0].startswith(f"# Python names of {wheel.name}")
+    assert lines[1:] == ["WORKSPACE", "__version__", "execute_async_v3", "nptype"]
