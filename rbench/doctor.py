@@ -12,7 +12,8 @@ PACKAGES = ("torch", "onnx", "onnxruntime", "tensorrt", "pycuda", "openvino")
 
 
 def package_version(dist: str) -> str | None:
-    for name in (dist, f"{dist}-gpu", f"{dist}-cu13", f"{dist}-cu12"):
+    suffixes = ("", "-gpu", "-cu13", "-cu12", "-cu13-bindings", "-cu12-bindings")  # TensorRT ships under several
+    for name in (f"{dist}{suffix}" for suffix in suffixes):
         try:
             return metadata.version(name)
         except metadata.PackageNotFoundError:

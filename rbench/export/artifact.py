@@ -112,3 +112,11 @@ class Artifact:
                 f"rebuild required: {path.name} in {self.path} was modified after export "
                 f"(sha256 {actual[:12]}…, manifest says {expected[:12]}…)"
             )
+
+
+def precision_entry(path: Path, model: Any) -> dict[str, Any]:
+    """The manifest entry of one precision's ONNX file: name, digest and node counts (parity is added later)."""
+    from rbench.export.onnx_export import op_histogram
+
+    histogram = op_histogram(model)
+    return {"file": path.name, "sha256": sha256_file(path), "nodes": sum(histogram.values()), "ops": histogram}

@@ -21,9 +21,16 @@ import torch
 from rbench._io import make_dir_public, sha256_bytes, sha256_file, write_json_atomic
 from rbench.bench.parity import ParityReport, artifact_parity
 from rbench.errors import BadInputError
-from rbench.export.artifact import MANIFEST, PRECISION_FILES, SCHEMA_VERSION, WEIGHTS_FILE, Artifact
+from rbench.export.artifact import (
+    MANIFEST,
+    PRECISION_FILES,
+    SCHEMA_VERSION,
+    WEIGHTS_FILE,
+    Artifact,
+    precision_entry,
+)
 from rbench.export.fold import fold_batchnorm
-from rbench.export.onnx_export import ExportConfig, export_onnx, op_histogram, save_onnx
+from rbench.export.onnx_export import ExportConfig, export_onnx, save_onnx
 from rbench.export.precision import Fp16Config, Int8Config, add_precisions, validate_int8
 from rbench.models import create_model, get_spec
 from rbench.models.weights import state_dict_sha256
@@ -93,7 +100,7 @@ def export_artifact(
         manifest = _manifest(
             spec, model_config, export_config, model, tmp / WEIGHTS_FILE, num_classes, fold.folded, fold.unfolded
         )
-        manifest["precisions"]["fp32"] = _precision_entry(tmp / PRECISION_FILES["fp32"], onnx_model)
+        manifest["precisions"]["fp32"] = precision_entry(tmp / PRECISION_FILES["fp32"], onnx_model)
         write_json_atomic(tmp / MANIFEST, manifest)
         artifact = Artifact.open(tmp)
         extra = [p for p in precisions if p != "fp32"]
@@ -124,16 +131,6 @@ def _save_weights(model: torch.nn.Module, path: Path) -> None:
     state = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
     with atomic_path(path) as tmp:
         save_file(state, str(tmp))
-
-
-def _precision_entry(path: Path, onnx_model: Any) -> dict[str, Any]:
-    histogram = op_histogram(onnx_model)
-    return {
-        "file": path.name,
-        "sha256": sha256_file(path),
-        "nodes": sum(histogram.values()),
-        "ops": histogram,
-    }
 
 
 def _manifest(

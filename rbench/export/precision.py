@@ -27,14 +27,15 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import onnx
 
-from rbench._io import sha256_file, write_json_atomic
+from rbench._io import sha256_bytes, sha256_file, write_json_atomic
 from rbench.errors import BadInputError
 
 if TYPE_CHECKING:
     from rbench.export.artifact import Artifact
 
-#: Ops kept in FP32 in the FP16 graph. Empty by measurement: on ResNet-50, blocking GlobalAveragePool, Gemm or Add
-#: changed the worst cosine on the photos by less than 1e-5, and each block adds Cast nodes that TensorRT must fuse.
+#: Ops kept in FP32 in the FP16 graph. Empty by measurement: on the default ResNet-50 the worst cosine on the photos is
+#: 0.9999964 with none and 0.9999963 to 0.9999965 with GlobalAveragePool, Gemm, Add or all three blocked, while
+#: blocking Add adds 48 Cast nodes.
 FP16_FP32_OPS: tuple[str, ...] = ()
 CALIBRATION_METHODS = ("minmax", "entropy", "percentile")
 #: Ops left unquantized in the INT8 graph. The classifier (Gemm) stays FP32: its input, the pooled features, varies
@@ -208,8 +209,8 @@ def add_precisions(
     int8: Int8Config = Int8Config(),
 ) -> Artifact:
     """Write the requested variants beside ``model.onnx`` and record them in the manifest."""
-    from rbench.export.artifact import MANIFEST, PRECISION_FILES, Artifact
-    from rbench.export.onnx_export import check_model, op_histogram, save_onnx
+    from rbench.export.artifact import MANIFEST, PRECISION_FILES, Artifact, precision_entry
+    from rbench.export.onnx_export import check_model, save_onnx
 
     fp32_path = artifact.path / PRECISION_FILES["fp32"]
     fp32 = onnx.load(str(fp32_path))
@@ -229,20 +230,13 @@ def add_precisions(
             raise BadInputError(f"unsupported precision {precision!r}")
         model = check_model(model)
         save_onnx(model, path)
-        histogram = op_histogram(model)
-        manifest["precisions"][precision] = {
-            "file": path.name,
-            "sha256": sha256_file(path),
-            "nodes": sum(histogram.values()),
-            "ops": histogram,
-            "settings": _jsonable(settings),
-        }
+        manifest["precisions"][precision] = {**precision_entry(path, model), "settings": _jsonable(settings)}
     write_json_atomic(artifact.path / MANIFEST, manifest)
     return Artifact.open(artifact.path)
 
 
 def _array_sha(data: np.ndarray) -> str:
-    return hashlib.sha256(np.ascontiguousarray(data).tobytes()).hexdigest()
+    return sha256_bytes(np.ascontiguousarray(data).tobytes())
 
 
 def _jsonable(settings: dict[str, Any]) -> dict[str, Any]:

@@ -11,7 +11,7 @@ from rbench.errors import BadInputError
 from rbench.runtime.base import Runner, TensorSpec, validate_feed
 from rbench.runtime.ort_runner import OrtRunner, gpu_providers
 from rbench.runtime.torch_runner import TorchRunner
-from rbench.runtime.trt_common import ENGINE_DIR, engine_path
+from rbench.runtime.trt_common import ENGINE_DIR, engine_path, installed_tensorrt
 from rbench.runtime.trt_runner import TrtRunner
 
 if TYPE_CHECKING:
@@ -61,7 +61,7 @@ def _ort_gpu(artifact: Artifact, backend: str, precision: str) -> OrtRunner:
 
     chw = "x".join(map(str, artifact.input_shape))
     profile = {k: [f"{artifact.input_name}:{n}x{chw}"] for k, n in (("min", 1), ("opt", 8), ("max", 32))}
-    versions = f"ort{package_version('onnxruntime')}-trt{package_version('tensorrt') or 'none'}"
+    versions = f"ort{package_version('onnxruntime')}-trt{installed_tensorrt() or 'none'}"
     cache = artifact.path / ENGINE_DIR / f"ort-tensorrt-{versions}"
     providers, options = gpu_providers("cuda" if backend == "ort-cuda" else "tensorrt", cache, profile)
     return OrtRunner(artifact.onnx_path(precision), providers, options, precision=precision, io_binding=True)

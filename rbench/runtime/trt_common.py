@@ -16,7 +16,6 @@ import json
 import os
 import re
 from dataclasses import asdict, dataclass
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -44,12 +43,9 @@ def import_tensorrt() -> Any:
 
 def installed_tensorrt() -> str | None:
     """TensorRT's version from package metadata, known even where its libraries cannot load."""
-    for dist in ("tensorrt", "tensorrt-cu13", "tensorrt-cu12", "tensorrt-cu13-bindings", "tensorrt-cu12-bindings"):
-        try:
-            return metadata.version(dist)
-        except metadata.PackageNotFoundError:
-            continue
-    return None
+    from rbench.doctor import package_version
+
+    return package_version("tensorrt")
 
 
 @dataclass(frozen=True)
