@@ -87,8 +87,11 @@ def test_ort_unknown_provider_names_the_available_ones(resnet20_artifact):
 
 
 def test_ort_runner_accepts_bytes(resnet20_artifact):
-    with OrtRunner((resnet20_artifact.path / "model.onnx").read_bytes()) as runner:
-        assert runner.infer({"input": _good()})["logits"].shape == (2, 10)
+    path = resnet20_artifact.path / "model.onnx"
+    with OrtRunner(path) as from_path, OrtRunner(path.read_bytes()) as from_bytes:
+        expected = from_path.infer({"input": _good()})["logits"]
+        np.testing.assert_array_equal(from_bytes.infer({"input": _good()})["logits"], expected)
+    assert expected.shape == (2, 10)
 
 
 def test_ort_garbage_model_is_bad_input():
@@ -143,6 +146,12 @@ def test_ort_gpu_providers_without_a_gpu_name_the_extra(resnet20_artifact, backe
     with pytest.raises(EnvironmentProblem, match=r"ExecutionProvider.* not available; .*pip install 'rbench\[gpu\]'"):
         runner.activate()
     assert not (resnet20_artifact.path / "engines").exists()  # nothing created for a runner that cannot start
+
+
+def test_the_cli_offers_exactly_the_registered_backends():
+    from rbench.cli import Backend
+
+    assert [b.value for b in Backend] == list(BACKENDS)
 
 
 def test_unknown_backend_lists_the_valid_ones(resnet20_artifact):
