@@ -68,8 +68,8 @@ def used() -> set[str]:
 
 
 def exists(name: str, published: set[str]) -> bool:
-    """Present, or the tail of a longer string the linker merged it into ("Runtime" in "IPluginV3OneRuntime")."""
-    return name in published or any(p.endswith(name) for p in published)
+    """A whole published identifier: "log" passes only if the bindings name "log", not because "catalog" exists."""
+    return name in published
 
 
 def test_the_fixture_is_tensorrt_11():
@@ -80,6 +80,8 @@ def test_the_fixture_is_tensorrt_11():
     for name in REMOVED_IN_11:
         assert not exists(name, published), name
     assert not exists("FP16", published)
+    for fragment in ("og", "tep", "untime", "uilder"):  # tails of real names, but not names: whole identifiers only
+        assert not exists(fragment, published), fragment
 
 
 def test_the_collector_sees_the_calls_that_matter(used):
@@ -167,11 +169,22 @@ def test_the_regeneration_script_reads_a_wheel(tmp_path):
     library = b"\0".join(
         [b"", b"execute_async_v3", b"_ZN8nvinfer17IRuntimeD2Ev", b"FN8nvinfer18DataTypeE", b"a b", b"WORKSPACE"]
     )
+    library += b"\0IPluginV3OneRuntime\0catalog\0"  # "Runtime" and "log" exist only as merged tails here
     with zipfile.ZipFile(wheel, "w") as zf:
         zf.writestr("tensorrt_bindings/tensorrt.so", library)
         zf.writestr("tensorrt_bindings/__init__.py", "__version__ = '11.4.0.106'\ndef nptype(t):\n    pass\n")
+    sources = tmp_path / "pyCore.cpp"
+    sources.write_text('py::class_<IRuntime>(m, "Runtime", RuntimeDoc::descr);\n')  # names Runtime whole, not log
     out = tmp_path / "names.txt"
-    script.main([str(wheel), "--out", str(out)])
+    script.main([str(wheel), "--out", str(out), "--sources", str(sources)])
     lines = out.read_text().splitlines()
-    assert lines[0].startswith(f"# Python names of {wheel.name}")
-    assert lines[1:] == ["WORKSPACE", "__version__", "execute_async_v3", "nptype"]
+    assert lines[0].startswith(f"# Python names of {wheel.name}") and "1 merged tails confirmed" in lines[0]
+    assert lines[1:] == [
+        "IPluginV3OneRuntime",
+        "Runtime",
+        "WORKSPACE",
+        "__version__",
+        "catalog",
+        "execute_async_v3",
+        "nptype",
+    ]
