@@ -36,6 +36,7 @@ test: $(STAMP)
 	$(BIN)/pytest -q
 
 lint: $(STAMP)
+	$(BIN)/lint-imports
 	$(BIN)/ruff check rbench tests
 	$(BIN)/ruff format --check rbench tests
 

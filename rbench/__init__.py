@@ -31,10 +31,14 @@ def __getattr__(name: str):
         from rbench import models
 
         return getattr(models, name)
-    if name in ("ModelConfig", "export_artifact"):
-        from rbench.export import pipeline
+    if name == "ModelConfig":
+        from rbench.models import ModelConfig
 
-        return getattr(pipeline, name)
+        return ModelConfig
+    if name == "export_artifact":  # the exporter with every precision's parity checked
+        from rbench.bench.parity import export_artifact
+
+        return export_artifact
     if name in ("BuildConfig", "build_engine"):
         from rbench.export import engine
 

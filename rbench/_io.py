@@ -65,3 +65,74 @@ def _umask() -> int:
 def make_dir_public(path: str | os.PathLike[str]) -> None:
     """``tempfile.mkdtemp`` makes 0700 directories; give a finished one the usual permissions."""
     os.chmod(path, 0o777 & ~_umask())
+
+
+def verify_sha256(path: str | os.PathLike[str], expected: str, recorded_in: str, when: str) -> None:
+    """Refuse a file whose bytes are not the ones recorded (``ArtifactError``, exit 3: rebuild required).
+
+    ``recorded_in`` names the record ("manifest", "sidecar"); ``when`` the moment it was made ("export").
+    """
+    from rbench.errors import ArtifactError
+
+    path = Path(path)
+    actual = sha256_file(path)
+    if actual != expected:
+        raise ArtifactError(
+            f"rebuild required: {path.name} in {path.parent} was modified after {when} "
+            f"(sha256 {actual[:12]}…, {recorded_in} says {expected[:12]}…)"
+        )
+
+
+def read_json_record(path: str | os.PathLike[str], schema: int, require: Any, what: str) -> dict[str, Any]:
+    """Read a JSON record (a manifest, a sidecar) that rbench wrote, and check its shape and schema version.
+
+    ``require(record)`` touches every field the reader needs; a record that does not parse or lacks one is bad input
+    (exit 2), one of another schema version needs a rebuild (exit 3).
+    """
+    from rbench.errors import ArtifactError, BadInputError, first_line
+
+    path = Path(path)
+    try:
+        record = json.loads(path.read_text())
+        require(record)
+    except (json.JSONDecodeError, KeyError, TypeError, IndexError, UnicodeDecodeError) as exc:
+        raise BadInputError(f"corrupt {what} {path}: {first_line(exc)}") from None
+    if record.get("schema") != schema:
+        raise ArtifactError(
+            f"rebuild required: {path} has {what} schema {record.get('schema')}, this rbench reads schema {schema}"
+        )
+    return record
+
+
+def remove_stale_temp_dirs(
+    folder: str | os.PathLike[str], prefixes: tuple[str, ...] = (".tmp-", ".old-")
+) -> list[Path]:
+    """Remove ``<prefix>…-pid<N>-…`` folders whose process no longer exists (killed before it could clean up)."""
+    import re
+    import shutil
+
+    removed = []
+    folder = Path(folder)
+    if not folder.is_dir():
+        return removed
+    for entry in folder.iterdir():
+        found = re.search(r"-pid(\d+)-", entry.name)
+        if entry.is_dir() and entry.name.startswith(prefixes) and found and not _pid_alive(int(found.group(1))):
+            shutil.rmtree(entry, ignore_errors=True)
+            removed.append(entry)
+    return removed
+
+
+def temp_dir_prefix(kind: str, name: str) -> str:
+    """The prefix of a temporary folder, with this process's id so a later run can tell an orphan."""
+    return f".{kind}-{name}-pid{os.getpid()}-"
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

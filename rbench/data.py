@@ -8,12 +8,12 @@ inference sees.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from rbench.errors import BadInputError
+from rbench.errors import BadInputError, unknown_choice
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -85,14 +85,35 @@ def builtin_photos() -> dict[str, np.ndarray]:
     return {name: getattr(data, name)() for name in BUILTIN_PHOTOS}
 
 
+def check_image_folder(folder: str | os.PathLike[str], what: str = "--images") -> Path:
+    """A cheap check, before any heavy work, that ``folder`` is a folder holding images directly or in class
+    folders (``folder/<class>/<image>``); nothing is decoded yet."""
+    folder = Path(folder)
+    if folder.is_file():
+        raise BadInputError(f"{what} needs a folder of images (or of class folders), not a file: {folder}")
+    if not folder.is_dir():
+        raise BadInputError(f"{what}: folder not found: {folder}")
+    if not _image_files(folder) and not any(_image_files(d) for d in _class_dirs(folder)):
+        raise BadInputError(
+            f"{what}: no images ({', '.join(IMAGE_SUFFIXES)}) in {folder} or in class folders {folder}/<class>/"
+        )
+    return folder
+
+
+def _image_files(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+
+
+def _class_dirs(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
+
+
 def load_image_folder(folder: str | os.PathLike[str]) -> dict[str, np.ndarray]:
     """Every image directly inside ``folder``, sorted by name, as HWC uint8 RGB arrays."""
     from PIL import Image, UnidentifiedImageError
 
-    folder = Path(folder)
-    if not folder.is_dir():
-        raise BadInputError(f"image folder not found: {folder}")
-    files = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+    folder = check_image_folder(folder)
+    files = _image_files(folder)
     if not files:
         raise BadInputError(f"no images ({', '.join(IMAGE_SUFFIXES)}) in {folder}")
     images = {}
@@ -105,34 +126,67 @@ def load_image_folder(folder: str | os.PathLike[str]) -> dict[str, np.ndarray]:
     return images
 
 
-def load_labelled_folder(folder: str | os.PathLike[str]) -> tuple[dict[str, np.ndarray], np.ndarray]:
-    """An ImageFolder-style tree, ``folder/<class>/<image>``: its images (keyed ``class/file``) and integer labels.
+@dataclass
+class ImageSet:
+    """Images read from a folder, with labels where it had class folders.
 
-    Class folders named by integers are those class indices (``7/`` holds class 7, so a subset of ImageNet's classes
-    keeps its indices); otherwise classes are numbered in sorted order, as torchvision's ``ImageFolder`` does.
+    ``classes`` maps each class folder to its label; ``skipped`` lists loose files beside the class folders (and
+    class folders without images), which a labelled set leaves out.
     """
-    folder = Path(folder)
-    if not folder.is_dir():
-        raise BadInputError(f"image folder not found: {folder}")
-    classes = sorted(p for p in folder.iterdir() if p.is_dir())
-    if not classes:
-        raise BadInputError(f"no class folders in {folder}; expected {folder}/<class>/<image>")
-    numeric = all(c.name.isdigit() for c in classes)
+
+    images: dict[str, np.ndarray]
+    labels: np.ndarray | None = None
+    classes: dict[str, int] = field(default_factory=dict)
+    mapping: str = ""  # how folder names became labels: "class names", "indices", "sorted"
+    skipped: list[str] = field(default_factory=list)
+
+
+def load_images(
+    folder: str | os.PathLike[str], class_names: list[str] | None = None, num_classes: int | None = None
+) -> ImageSet:
+    """A folder of images (no labels), or a labelled ``folder/<class>/<image>`` tree.
+
+    Class folders become labels: by the model's class names where it has them; else folders named by integers are
+    those class indices (``7/`` holds class 7); else the sorted folder names are numbered 0, 1, … as torchvision's
+    ``ImageFolder`` does. A label outside the model's classes is refused.
+    """
+    folder = check_image_folder(folder)
+    dirs = [d for d in _class_dirs(folder) if _image_files(d)]
+    if not dirs:
+        return ImageSet(load_image_folder(folder))
+    classes, mapping = _class_labels([d.name for d in dirs], class_names, num_classes)
+    skipped = [p.name for p in _image_files(folder)] + [f"{d.name}/" for d in _class_dirs(folder) if d not in dirs]
     images: dict[str, np.ndarray] = {}
     labels: list[int] = []
-    for index, directory in enumerate(classes):
+    for directory in dirs:
         found = load_image_folder(directory)
         images.update({f"{directory.name}/{name}": image for name, image in found.items()})
-        labels += [int(directory.name) if numeric else index] * len(found)
-    return images, np.asarray(labels, dtype=np.int64)
+        labels += [classes[directory.name]] * len(found)
+    return ImageSet(images, np.asarray(labels, dtype=np.int64), classes, mapping, skipped)
 
 
-def load_images(folder: str | os.PathLike[str]) -> tuple[dict[str, np.ndarray], np.ndarray | None]:
-    """A folder of images (no labels), or a labelled ``folder/<class>/<image>`` tree."""
-    folder = Path(folder)
-    if folder.is_dir() and any(p.is_dir() for p in folder.iterdir()):
-        return load_labelled_folder(folder)
-    return load_image_folder(folder), None
+def _class_labels(
+    names: list[str], class_names: list[str] | None, num_classes: int | None
+) -> tuple[dict[str, int], str]:
+    if class_names is not None:
+        unknown = [n for n in names if n not in class_names]
+        if unknown:
+            shown = ", ".join(class_names[:5]) + (", …" if len(class_names) > 5 else "")
+            raise BadInputError(
+                f"class folder(s) {', '.join(unknown)} are not among the model's {len(class_names)} classes ({shown})"
+            )
+        return {n: class_names.index(n) for n in names}, "class names"
+    if all(n.isdigit() for n in names):
+        classes, mapping = {n: int(n) for n in names}, "indices"
+    else:
+        classes, mapping = {n: i for i, n in enumerate(names)}, "sorted"
+    limit = num_classes if num_classes is not None else max(classes.values()) + 1
+    outside = [n for n, label in classes.items() if label >= limit]
+    if outside:
+        raise BadInputError(
+            f"class folder(s) {', '.join(outside)} give labels outside the model's {limit} classes (0..{limit - 1})"
+        )
+    return classes, mapping
 
 
 def preprocess_batch(images: dict[str, np.ndarray], transform: Preprocess) -> np.ndarray:
@@ -184,7 +238,7 @@ def digits_images(split: str = "train", limit: int | None = None) -> dict[str, n
     digits = load_digits()
     cut = int(len(digits.images) * 0.8)
     if split not in ("train", "test"):
-        raise BadInputError(f"unknown digits split {split!r}; choose train or test")
+        raise unknown_choice("digits split", split, ("train", "test"))
     index = range(cut) if split == "train" else range(cut, len(digits.images))
     index = list(index)[:limit] if limit is not None else list(index)
     return {

@@ -3,29 +3,21 @@
 from __future__ import annotations
 
 import importlib
-import os
 import platform
 from collections.abc import Callable
-from importlib import metadata
+
+from rbench.env import cpu_model, cuda_device, logical_cores, package_version
 
 PACKAGES = ("torch", "onnx", "onnxruntime", "tensorrt", "pycuda", "openvino")
-
-
-def package_version(dist: str) -> str | None:
-    suffixes = ("", "-gpu", "-cu13", "-cu12", "-cu13-bindings", "-cu12-bindings")  # TensorRT ships under several
-    for name in (f"{dist}{suffix}" for suffix in suffixes):
-        try:
-            return metadata.version(name)
-        except metadata.PackageNotFoundError:
-            continue
-    return None
 
 
 def _safe(probe: Callable[[], str]) -> str:
     try:
         return probe()
     except Exception as exc:  # a broken install must not break the report
-        return f"error: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}".rstrip(": ")
+        from rbench.errors import first_line
+
+        return f"error: {type(exc).__name__}: {first_line(exc)}"
 
 
 def _ort_providers() -> str:
@@ -35,13 +27,13 @@ def _ort_providers() -> str:
 
 
 def _cuda() -> str:
-    import torch
+    from rbench.errors import EnvironmentProblem
 
-    if not torch.cuda.is_available():
-        return "not available (torch sees no CUDA device)"
-    names = {torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())}
-    major, minor = torch.cuda.get_device_capability(0)
-    return f"{torch.cuda.device_count()} device(s): {', '.join(sorted(names))} (compute capability {major}.{minor})"
+    try:
+        name, capability, cuda = cuda_device()
+    except EnvironmentProblem as exc:
+        return f"not available ({exc})"
+    return f"{name} (compute capability {capability}, CUDA {cuda})"
 
 
 def _engine_readiness() -> str:
@@ -56,17 +48,6 @@ def _importable(module: str) -> str:
     return "imports"
 
 
-def cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
 def report() -> dict[str, str]:
     """Name → finding, for the CLI table and ``--json``."""
     rows: dict[str, str] = {"python": platform.python_version()}
@@ -75,13 +56,12 @@ def report() -> dict[str, str]:
         if version is None:
             rows[dist] = "not installed"
             continue
-        module = {"onnxruntime": "onnxruntime"}.get(dist, dist)
-        status = _safe(lambda module=module: _importable(module))
+        status = _safe(lambda module=dist: _importable(module))
         rows[dist] = version if status == "imports" else f"{version} ({status})"
     if rows["onnxruntime"] != "not installed":
         rows["onnxruntime providers"] = _safe(_ort_providers)
-    rows["cuda"] = _safe(_cuda) if rows["torch"] != "not installed" else "unknown (torch not installed)"
+    rows["cuda"] = _safe(_cuda)
     rows["tensorrt engines"] = _safe(_engine_readiness)
-    rows["cpu"] = f"{cpu_model()}, {os.cpu_count()} logical cores"
+    rows["cpu"] = f"{cpu_model()}, {logical_cores()} logical cores"
     rows["platform"] = platform.platform()
     return rows

@@ -6,6 +6,9 @@ shows a traceback (unless ``--debug``).
 
 from __future__ import annotations
 
+import re
+from collections.abc import Iterable
+
 
 class RbenchError(Exception):
     """Base class of every error rbench raises on purpose."""
@@ -20,7 +23,7 @@ class ParityError(RbenchError):
 
 
 class BadInputError(RbenchError):
-    """Missing or corrupt file, unknown model, wrong shape or dtype, unsupported precision."""
+    """Missing or corrupt file, unknown model, wrong shape or dtype, unsupported precision, nonsense numbers."""
 
     exit_code = 2
 
@@ -37,12 +40,29 @@ class EnvironmentProblem(RbenchError):
     exit_code = 4
 
 
+class RbenchWarning(UserWarning):
+    """A warning of rbench's own (a BatchNorm left unfolded, a file replaced): the CLI always shows these."""
+
+
 def missing_dependency(package: str, extra: str) -> EnvironmentProblem:
     """The one message for an optional library that is not installed."""
     return EnvironmentProblem(f"{package} is not installed: pip install 'rbench[{extra}]'")
 
 
+def unknown_choice(kind: str, value: object, choices: Iterable[str]) -> BadInputError:
+    """The one message for a name that is not among the valid ones: ``unknown precision 'fp8'; choose from …``."""
+    return BadInputError(f"unknown {kind} {value!r}; choose from {', '.join(choices)}")
+
+
+_ANSI = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]|\x1b\][^\x07]*\x07")
+
+
+def plain(text: str) -> str:
+    """``text`` without terminal escape sequences (some libraries colour their messages)."""
+    return _ANSI.sub("", text)
+
+
 def first_line(exc: BaseException) -> str:
-    """The first line of an exception's message, or its type name when it has none."""
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
+    """The first non-empty line of an exception's message without escapes, or its type name when it has none."""
+    lines = [line.strip() for line in plain(str(exc)).splitlines() if line.strip()]
+    return lines[0] if lines else type(exc).__name__

@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from rbench.export.pipeline import ExportResult, ModelConfig, export_artifact
+from rbench.bench.parity import export_artifact
+from rbench.export.pipeline import ExportResult, ModelConfig
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -66,5 +67,5 @@ def fake_trt(monkeypatch: pytest.MonkeyPatch):
 @pytest.fixture
 def fake_gpu(fake_trt, monkeypatch: pytest.MonkeyPatch):
     """The fake TensorRT on a pretend H100 (compute capability 9.0)."""
-    monkeypatch.setattr("rbench.runtime.trt_common._cuda_device", lambda: FAKE_GPU)
+    monkeypatch.setattr("rbench.runtime.trt_common.cuda_device", lambda: FAKE_GPU)
     return fake_trt

@@ -9,43 +9,24 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from rbench.data import Preprocess, builtin_photos, preprocess_batch, random_inputs
+from rbench.data import ImageSet, Preprocess, builtin_photos, preprocess_batch, random_inputs
 from rbench.errors import BadInputError
+from rbench.precisions import Tolerance, get_precision
 from rbench.runtime.base import Runner
 
 if TYPE_CHECKING:
     from rbench.export.artifact import Artifact
 
-
-@dataclass(frozen=True)
-class Tolerance:
-    """Bounds an output must meet against the FP32 PyTorch reference."""
-
-    max_abs_rel: float  # max |out - ref| <= max_abs_rel * max |ref|
-    min_cosine: float  # worst per-sample cosine similarity
-    min_top1: float  # fraction of samples with the same argmax
-    #: Input sets the bounds apply to; NaN/Inf fail on every set. Reduced precisions are judged on real photos:
-    #: random tensors are far from any image, and INT8 ranges calibrated on photos clip them.
-    checked: tuple[str, ...] = ("random", "photos")
+__all__ = ["OutputStats", "ParityReport", "Tolerance", "artifact_parity", "check_parity", "compare", "tolerance_for"]
 
 
-#: Default tolerances per precision; the README's table explains each.
-TOLERANCES: dict[str, Tolerance] = {
-    "fp32": Tolerance(max_abs_rel=1e-4, min_cosine=0.99999, min_top1=1.0),
-    "fp16": Tolerance(max_abs_rel=1e-2, min_cosine=0.9999, min_top1=1.0),
-    "int8": Tolerance(max_abs_rel=0.15, min_cosine=0.99, min_top1=0.9, checked=("photos",)),
-}
-
-
-def tolerance_for(precision: str) -> Tolerance:
-    try:
-        return TOLERANCES[precision]
-    except KeyError:
-        raise BadInputError(f"unsupported precision {precision!r}; choose from {', '.join(TOLERANCES)}") from None
+def tolerance_for(precision: str, family: str | None = None) -> Tolerance:
+    """The bounds of ``precision`` (for a model family where it has its own, measured ones)."""
+    return get_precision(precision).bounds(family)
 
 
 @dataclass(frozen=True)
@@ -68,20 +49,33 @@ class OutputStats:
         """The smallest ``max_abs_rel`` that would have passed."""
         return self.max_abs / self.ref_max_abs if self.ref_max_abs else float(self.max_abs > 0) * np.inf
 
-    def failures(self, tol: Tolerance, bounds: bool = True) -> list[str]:
-        """What fails ``tol``; with ``bounds=False`` only NaN/Inf count."""
-        out = []
+    def failing(self, tol: Tolerance, bounds: bool = True) -> dict[str, str]:
+        """Figure name → "figure vs bound" for each figure that fails ``tol``; with ``bounds=False`` only NaN/Inf."""
+        out = {}
         if self.nan or self.inf:
-            out.append(f"{self.nan} NaN and {self.inf} Inf")
+            out["nan"] = f"{self.nan} NaN and {self.inf} Inf"
         if not bounds:
             return out
         if not self.max_abs <= tol.max_abs_rel * self.ref_max_abs:
-            out.append(f"max abs error {self.max_abs:.3g} > {tol.max_abs_rel:g} x max|ref| {self.ref_max_abs:.3g}")
+            out["max_abs"] = f"max abs error {self.min_passing_rel:.3g} x max|ref| > {tol.max_abs_rel:g} x max|ref|"
         if not self.min_cosine >= tol.min_cosine:
-            out.append(f"cosine {self.min_cosine:.6f} < {tol.min_cosine}")
+            out["cosine"] = f"cosine {_fig(self.min_cosine)} < {tol.min_cosine:g}"
         if not self.top1 >= tol.min_top1:
-            out.append(f"top-1 agreement {self.top1:.1%} < {tol.min_top1:.0%}")
+            out["top1"] = f"top-1 agreement {self.top1:.1%} < {tol.min_top1:.0%}"
         return out
+
+
+def _fig(value: float) -> str:
+    """A cosine with enough nines to see how far from 1 it is (0.99987, 0.9999964), never 17 digits."""
+    if not np.isfinite(value) or value >= 1 or value <= 0.9:
+        return f"{value:.4f}"
+    nines = int(np.floor(-np.log10(1 - value)))
+    return f"{value:.{max(5, nines + 2)}f}"
+
+
+def sig(value: float, digits: int = 6) -> float:
+    """``value`` rounded to ``digits`` significant digits, for JSON that people read."""
+    return float(f"{value:.{digits}g}") if np.isfinite(value) else value
 
 
 def compare(reference: np.ndarray, output: np.ndarray) -> OutputStats:
@@ -114,31 +108,57 @@ def compare(reference: np.ndarray, output: np.ndarray) -> OutputStats:
 
 @dataclass
 class ParityReport:
-    """Per input set and output: statistics and failures; ``passed`` only if every one passed."""
+    """Per input set and output: statistics, failing figures and a verdict; ``passed`` only if every one passed."""
 
     runner: str
     reference: str
     precision: str
     tolerance: Tolerance
     stats: dict[str, dict[str, OutputStats]] = field(default_factory=dict)
-    failures: list[str] = field(default_factory=list)
+    failing: dict[str, dict[str, dict[str, str]]] = field(default_factory=dict)  # set -> output -> figure -> why
     accuracy: dict[str, dict[str, float]] = field(default_factory=dict)  # input set -> {"reference", "runner"}
+    missing: list[str] = field(default_factory=list)  # outputs the runner did not return
+
+    @property
+    def failures(self) -> list[str]:
+        """One line per failing figure: precision, input set, output, the figure and its bound."""
+        lines = [f"{self.precision} {m}: missing from {self.runner}" for m in self.missing]
+        for set_name, outputs in self.failing.items():
+            for out_name, figures in outputs.items():
+                lines += [f"{self.precision} {set_name}/{out_name}: {why}" for why in figures.values()]
+        return lines
 
     @property
     def passed(self) -> bool:
         return not self.failures
+
+    def verdict(self, set_name: str) -> str:
+        """``pass``, ``FAIL`` or ``not judged`` (a set outside the tolerance's ``checked`` that has no NaN/Inf)."""
+        if any(self.failing.get(set_name, {}).values()):
+            return "FAIL"
+        return "pass" if set_name in self.tolerance.checked else "not judged"
 
     def to_dict(self) -> dict:
         return {
             "runner": self.runner,
             "reference": self.reference,
             "precision": self.precision,
-            "tolerance": {**asdict(self.tolerance), "checked": list(self.tolerance.checked)},
             "passed": self.passed,
+            "tolerance": {**asdict(self.tolerance), "checked": list(self.tolerance.checked)},
             "failures": self.failures,
-            "accuracy": self.accuracy,
+            "accuracy": {k: {n: sig(v) for n, v in acc.items()} for k, acc in self.accuracy.items()},
             "inputs": {
-                name: {out: {**asdict(s), "min_passing_rel": s.min_passing_rel} for out, s in outs.items()}
+                name: {
+                    "verdict": self.verdict(name),
+                    "outputs": {
+                        out: {
+                            **{k: sig(v) if isinstance(v, float) else v for k, v in asdict(s).items()},
+                            "min_passing_rel": sig(s.min_passing_rel),
+                            "failing": sorted(self.failing.get(name, {}).get(out, {})),
+                        }
+                        for out, s in outs.items()
+                    },
+                }
                 for name, outs in self.stats.items()
             },
         }
@@ -164,15 +184,14 @@ def check_parity(
     for set_name, feed in inputs.items():
         expected = infer_in_batches(reference, feed)
         actual = infer_in_batches(runner, feed)
-        report.stats[set_name] = {}
+        report.stats[set_name], report.failing[set_name] = {}, {}
         for out_name, ref in expected.items():
             if out_name not in actual:
-                report.failures.append(f"{set_name}/{out_name}: missing from {runner.name}")
+                report.missing.append(f"{set_name}/{out_name}")
                 continue
             stats = compare(ref, actual[out_name])
             report.stats[set_name][out_name] = stats
-            failures = stats.failures(tolerance, bounds=set_name in tolerance.checked)
-            report.failures += [f"{set_name}/{out_name}: {f}" for f in failures]
+            report.failing[set_name][out_name] = stats.failing(tolerance, bounds=set_name in tolerance.checked)
         if labels is not None and set_name in labels:
             first = next(iter(expected))
             report.accuracy[set_name] = {
@@ -224,7 +243,7 @@ def parity_inputs(
 ) -> dict[str, dict[str, np.ndarray]]:
     """The two input sets of a parity check: seeded random tensors, and real photos preprocessed the ImageNet way.
 
-    ``images`` replaces the built-in photos (``rbench.data.load_image_folder`` reads a user's folder).
+    ``images`` replaces the built-in photos (``rbench.data.load_images`` reads a user's folder).
     """
     photos = images if images is not None else builtin_photos()
     shape = (3, preprocess.size, preprocess.size)
@@ -238,20 +257,29 @@ def artifact_parity(
     artifact: Artifact,
     backend: str = "ort",
     precision: str = "fp32",
-    images: Mapping[str, np.ndarray] | None = None,
+    images: ImageSet | None = None,
     tolerance: Tolerance | None = None,
-    labels: np.ndarray | None = None,
 ) -> ParityReport:
     """Parity of one backend and precision of an artifact against its unfolded FP32 PyTorch model.
 
-    ``images`` replace the built-in photos; ``labels`` (one per image) add top-1 accuracy figures.
+    ``images`` replace the built-in photos; where they have labels, top-1 accuracy figures are added.
     """
-    from rbench.runtime import TorchRunner, runner_for
+    from rbench.bench.backends import runner_for
+    from rbench.runtime import TorchRunner
 
-    tolerance = tolerance or tolerance_for(precision)
+    tolerance = tolerance or tolerance_for(precision, artifact.bounds_family)
     runner = runner_for(artifact, backend, precision)
-    model = artifact.reference_model()
-    reference = TorchRunner(model, artifact.input_shape)
-    inputs = parity_inputs(artifact.preprocess, artifact.input_name, images=images)
+    reference = TorchRunner(artifact.reference_model, artifact.input_shape)
+    inputs = parity_inputs(artifact.preprocess, artifact.input_name, images=images.images if images else None)
+    labels = {"photos": images.labels} if images is not None and images.labels is not None else None
     with runner, reference:
-        return check_parity(runner, reference, inputs, tolerance, None if labels is None else {"photos": labels})
+        return check_parity(runner, reference, inputs, tolerance, labels)
+
+
+def export_artifact(*args: Any, **kwargs: Any) -> Any:
+    """``rbench.export.pipeline.export_artifact`` with every precision checked on ONNX Runtime against PyTorch
+    (the exporter is handed this layer's parity check; it does not import it)."""
+    from rbench.export.pipeline import export_artifact as export
+
+    kwargs.setdefault("parity", lambda artifact, precision: artifact_parity(artifact, "ort", precision))
+    return export(*args, **kwargs)

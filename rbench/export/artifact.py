@@ -1,27 +1,29 @@
 """The artifact directory: ``artifacts/<model>-<digest>/`` with ONNX models, weights and ``manifest.json``.
 
-The manifest says what the artifact is (model, input, preprocessing), where it came from (weights digest, versions)
-and how good it is (parity per precision). Opening an artifact verifies what it reads: a file that cannot be parsed
-is bad input (exit 2); a file that parses but does not match its recorded SHA-256 was tampered with (exit 3).
+The manifest says what the artifact is (model, input, preprocessing, class names), where it came from (weights
+digest, versions, the settings that made each file) and how good it is (parity per precision). Opening an artifact
+verifies what it reads: a file that cannot be parsed is bad input (exit 2); a file that parses but does not match
+its recorded SHA-256 was tampered with (exit 3).
 """
 
 from __future__ import annotations
 
-import json
 import os
+import shlex
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from torch import nn
 
-from rbench._io import sha256_file
+from rbench._io import read_json_record, sha256_file, verify_sha256
 from rbench.data import Preprocess
-from rbench.errors import ArtifactError, BadInputError
+from rbench.errors import BadInputError
+from rbench.precisions import PRECISIONS, get_precision
 
 MANIFEST = "manifest.json"
 WEIGHTS_FILE = "weights.safetensors"
-PRECISION_FILES = {"fp32": "model.onnx", "fp16": "model.fp16.onnx", "int8": "model.int8.onnx"}
+ENGINE_DIR = "engines"
 SCHEMA_VERSION = 1
 
 
@@ -34,25 +36,19 @@ class Artifact:
 
     @classmethod
     def open(cls, path: str | os.PathLike[str]) -> Artifact:
-        """Open an artifact directory (or a file inside one) and read its manifest."""
-        path = Path(path)
-        directory = path.parent if path.is_file() else path
+        """Open an artifact directory and read its manifest."""
+        directory = Path(path)
         if not directory.is_dir():
-            raise BadInputError(f"artifact directory not found: {path}")
+            what = "is a file, not an artifact directory" if directory.is_file() else "not found"
+            raise BadInputError(f"artifact directory {what}: {directory}")
         manifest_path = directory / MANIFEST
         if not manifest_path.is_file():
             raise BadInputError(f"{directory} is not an rbench artifact: it has no {MANIFEST} (run rbench export)")
-        try:
-            manifest = json.loads(manifest_path.read_text())
-            _ = manifest["model"]["name"], manifest["precisions"], manifest["weights"]["file_sha256"]
-        except (json.JSONDecodeError, KeyError, TypeError, UnicodeDecodeError) as exc:
-            raise BadInputError(f"corrupt manifest {manifest_path}: {exc}") from None
-        if manifest.get("schema") != SCHEMA_VERSION:
-            raise ArtifactError(
-                f"rebuild required: {directory} has manifest schema {manifest.get('schema')}, "
-                f"this rbench reads schema {SCHEMA_VERSION}"
-            )
-        return cls(directory, manifest)
+
+        def require(m: dict[str, Any]) -> None:
+            _ = m["model"]["name"], m["precisions"]["fp32"]["file"], m["weights"]["file_sha256"]
+
+        return cls(directory, read_json_record(manifest_path, SCHEMA_VERSION, require, "manifest"))
 
     @property
     def model_name(self) -> str:
@@ -67,6 +63,21 @@ class Artifact:
         return self.manifest["model"]["input_name"]
 
     @property
+    def num_classes(self) -> int:
+        return int(self.manifest["model"]["num_classes"])
+
+    @property
+    def bounds_family(self) -> str:
+        """Which family's parity bounds apply (``rbench.precisions``): plain nets, else the model family."""
+        model = self.manifest["model"]
+        return model.get("bounds", model.get("family", "imagenet"))
+
+    @property
+    def class_names(self) -> list[str] | None:
+        """The classifier's class names, where the export was given them (``--class-names``)."""
+        return self.manifest["model"].get("class_names")
+
+    @property
     def preprocess(self) -> Preprocess:
         p = self.manifest["model"]["preprocess"]
         return Preprocess(size=p["size"], resize=p["resize"], mean=tuple(p["mean"]), std=tuple(p["std"]))
@@ -77,20 +88,23 @@ class Artifact:
 
     def onnx_path(self, precision: str) -> Path:
         """The verified ONNX file of one precision."""
-        if precision not in PRECISION_FILES:
-            raise BadInputError(f"unsupported precision {precision!r}; choose from {', '.join(PRECISION_FILES)}")
+        get_precision(precision)
         entry = self.manifest["precisions"].get(precision)
         if entry is None:
             raise BadInputError(
                 f"{self.path} has no {precision} model (it has {', '.join(self.precisions)}); "
-                f"export it with: rbench export --model {self.model_name} --precision {precision}"
+                f"export it with: {self.export_command([precision])}"
             )
         from rbench.export.onnx_export import load_onnx
 
         path = self.path / entry["file"]
         load_onnx(path)  # unreadable: bad input, exit 2
-        self._verify(path, entry["sha256"])
+        verify_sha256(path, entry["sha256"], "manifest", "export")
         return path
+
+    def engine_path(self, precision: str) -> Path:
+        """Where ``rbench build`` puts the TensorRT engine of one precision."""
+        return self.path / ENGINE_DIR / f"model.{precision}.engine"
 
     def reference_model(self) -> nn.Module:
         """The unfolded FP32 PyTorch model the artifact was exported from."""
@@ -99,24 +113,57 @@ class Artifact:
         weights = self.path / WEIGHTS_FILE
         if not weights.is_file():
             raise BadInputError(f"{self.path} is missing {WEIGHTS_FILE}; export the artifact again")
-        self._verify(weights, self.manifest["weights"]["file_sha256"])
+        verify_sha256(weights, self.manifest["weights"]["file_sha256"], "manifest", "export")
         model = self.manifest["model"]
         return create_model(
             model["name"], weights=str(weights), num_classes=model["num_classes"], **model.get("options", {})
         )
 
-    def _verify(self, path: Path, expected: str) -> None:
-        actual = sha256_file(path)
-        if actual != expected:
-            raise ArtifactError(
-                f"rebuild required: {path.name} in {self.path} was modified after export "
-                f"(sha256 {actual[:12]}…, manifest says {expected[:12]}…)"
-            )
+    def export_command(self, add: list[str] = ()) -> str:  # type: ignore[assignment]
+        """The ``rbench export`` command that rebuilds this very artifact (same weights, settings and folder) with
+        the precisions it has plus ``add``."""
+        m = self.manifest
+        args = ["rbench", "export", "--model", self.model_name, "--weights", str(self.path / WEIGHTS_FILE)]
+        args += ["--num-classes", str(self.num_classes)]
+        args += [x for k, v in m["model"].get("options", {}).items() for x in (f"--{k.replace('_', '-')}", str(v))]
+        export = m.get("export", {})
+        args += ["--opset", str(export.get("opset", 17))]
+        args += [] if export.get("dynamic_batch", True) else ["--static-batch"]
+        args += ["--simplify"] if export.get("simplify") else []
+        wanted = [p for p in PRECISIONS if p in self.precisions or p in add]
+        for precision in wanted:
+            args += _settings_args(precision, m["precisions"].get(precision, {}).get("settings", {}))
+        args += ["--precision", ",".join(wanted), "--out", str(self.path.parent)]
+        return shlex.join(args)
 
 
-def precision_entry(path: Path, model: Any) -> dict[str, Any]:
-    """The manifest entry of one precision's ONNX file: name, digest and node counts (parity is added later)."""
+def _settings_args(precision: str, settings: dict[str, Any]) -> list[str]:
+    if precision == "fp16" and settings.get("keep_io_types") is False:
+        return ["--io", "fp16"]
+    if precision == "int8" and settings:
+        return [
+            "--calibration",
+            str(settings["calibration"]),
+            "--calib-method",
+            settings["method"],
+            "--calib-samples",
+            str(settings["samples"]),
+            "--seed",
+            str(settings["seed"]),
+        ]
+    return []
+
+
+def precision_entry(path: Path, model: Any, settings: dict[str, Any]) -> dict[str, Any]:
+    """The manifest entry of one precision's ONNX file: name, digest, node counts and the settings that made it
+    (parity is added later)."""
     from rbench.export.onnx_export import op_histogram
 
     histogram = op_histogram(model)
-    return {"file": path.name, "sha256": sha256_file(path), "nodes": sum(histogram.values()), "ops": histogram}
+    return {
+        "file": path.name,
+        "sha256": sha256_file(path),
+        "nodes": sum(histogram.values()),
+        "ops": histogram,
+        "settings": settings,
+    }

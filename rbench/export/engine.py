@@ -25,7 +25,6 @@ from rbench.runtime.trt_common import (
     DEFAULT_TIMING_CACHE_DIR,
     Platform,
     check_compatible,
-    engine_path,
     import_tensorrt,
     make_sidecar,
     probe_platform,
@@ -108,7 +107,7 @@ def build_engine(
         "file": onnx_file.name,
         "sha256": artifact.manifest["precisions"][options.precision]["sha256"],
     }
-    target = engine_path(artifact.path, options.precision)
+    target = artifact.engine_path(options.precision)
     timing_file = timing_cache_path(options.timing_cache_dir, platform)
     start = time.perf_counter()
     if not options.force and _cache_hit(target, platform, source, options.settings()):

@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor, fx, nn
 
+from rbench.errors import RbenchWarning
+
 
 def fold_conv_bn_weights(
     conv_w: Tensor,
@@ -97,6 +99,7 @@ def fold_batchnorm(model: nn.Module) -> FoldResult:
         warnings.warn(
             f"{len(result.unfolded)} BatchNorm layer(s) not folded (no Conv2d directly before them): "
             + ", ".join(result.unfolded),
+            RbenchWarning,
             stacklevel=2,
         )
     return result

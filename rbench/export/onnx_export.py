@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import collections
+import contextlib
 import io
 import os
 import warnings
@@ -32,14 +33,25 @@ class ExportConfig:
     output_name: str = "logits"
 
 
+#: Opsets this exporter writes: per-channel Q/DQ needs 13, and torch's TorchScript-based exporter stops at 20.
+MIN_OPSET, MAX_OPSET = 13, 20
+
+
+def validate_export_config(config: ExportConfig) -> None:
+    """Refuse settings the exporter cannot honour, before any model is built."""
+    if not MIN_OPSET <= config.opset <= MAX_OPSET:
+        raise BadInputError(f"--opset {config.opset} is not supported; choose {MIN_OPSET} to {MAX_OPSET}")
+
+
 def export_onnx(
     module: nn.Module, input_shape: tuple[int, ...], config: ExportConfig = ExportConfig()
 ) -> onnx.ModelProto:
     """Export an eval-mode module and return the checked model (nothing is written to disk)."""
     names = [config.input_name, config.output_name]
     dynamic_axes = {name: {0: "batch"} for name in names} if config.dynamic_batch else None
+    validate_export_config(config)
     buffer = io.BytesIO()
-    with warnings.catch_warnings(), torch.no_grad():
+    with warnings.catch_warnings(), torch.no_grad(), contextlib.redirect_stdout(io.StringIO()):
         warnings.simplefilter("ignore")  # the TorchScript exporter's deprecation notice
         torch.onnx.export(
             module.eval(),

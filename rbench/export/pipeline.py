@@ -1,7 +1,9 @@
-"""``rbench export``: model → folded ONNX → checked → parity-tested → artifact directory, all or nothing.
+"""``rbench export``: model → folded ONNX → checked → variants → parity-tested → artifact directory, all or nothing.
 
-Everything is written into a hidden temporary directory beside the destination and renamed into place at the end, so
-a failure (bad weights, a broken export) leaves nothing in ``artifacts/``.
+Everything is written into a hidden temporary directory beside the destination (named with this process's id) and
+renamed into place at the end, so a failure or a signal leaves nothing half-written, and the next export removes
+what a killed one left. An artifact keeps the precisions it has: a re-export into the same folder carries every
+file over, reuses a precision whose settings are unchanged, and replaces one whose settings changed with a notice.
 """
 
 from __future__ import annotations
@@ -14,46 +16,56 @@ import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import torch
 
-from rbench._io import make_dir_public, sha256_bytes, sha256_file, write_json_atomic
-from rbench.bench.parity import ParityReport, artifact_parity
-from rbench.errors import BadInputError
-from rbench.export.artifact import (
-    MANIFEST,
-    PRECISION_FILES,
-    SCHEMA_VERSION,
-    WEIGHTS_FILE,
-    Artifact,
-    precision_entry,
+from rbench._io import (
+    make_dir_public,
+    remove_stale_temp_dirs,
+    sha256_file,
+    temp_dir_prefix,
+    write_json_atomic,
 )
+from rbench.errors import BadInputError, RbenchError
+from rbench.export.artifact import MANIFEST, SCHEMA_VERSION, WEIGHTS_FILE, Artifact, precision_entry
 from rbench.export.fold import fold_batchnorm
-from rbench.export.onnx_export import ExportConfig, export_onnx, save_onnx
-from rbench.export.precision import Fp16Config, Int8Config, add_precisions, validate_int8
-from rbench.models import create_model, get_spec
+from rbench.export.onnx_export import ExportConfig, export_onnx, save_onnx, validate_export_config
+from rbench.export.precision import (
+    Fp16Config,
+    Int8Config,
+    calibration_data,
+    make_precision,
+    precision_settings,
+    validate_int8,
+)
+from rbench.models import ModelConfig, create_model, get_spec, validate_model_config
 from rbench.models.weights import state_dict_sha256
+from rbench.precisions import PRECISIONS, get_precision
+from rbench.progress import Progress, Silent
 
-Progress = Callable[[str], None]
+__all__ = ["ExportResult", "ModelConfig", "ParityOutcome", "export_artifact"]
 
 
-@dataclass(frozen=True)
-class ModelConfig:
-    """Which model and which weights."""
+class ParityOutcome(Protocol):
+    """What the exporter needs of a parity check (``rbench.bench.parity.ParityReport`` is one)."""
 
-    name: str = "resnet50"
-    weights: str = "random"
-    seed: int = 0
-    num_classes: int | None = None  # None: the model's own (1000 ImageNet, 10 CIFAR)
-    options: dict[str, Any] = field(default_factory=dict)  # builder options such as shortcut="B"
+    @property
+    def passed(self) -> bool: ...
+
+    def to_dict(self) -> dict[str, Any]: ...
+
+
+#: A parity check handed to the exporter by a higher layer: ``(artifact, precision) -> outcome``.
+ParityCheck = Callable[[Artifact, str], ParityOutcome]
 
 
 @dataclass
 class ExportResult:
     path: Path
     manifest: dict[str, Any]
-    parity: dict[str, ParityReport]
+    parity: dict[str, ParityOutcome] = field(default_factory=dict)
+    notices: list[str] = field(default_factory=list)  # files replaced or reused, temp folders cleaned up
 
     @property
     def passed(self) -> bool:
@@ -65,62 +77,186 @@ def export_artifact(
     export_config: ExportConfig = ExportConfig(),
     out: str | os.PathLike[str] = "artifacts",
     precisions: Sequence[str] = ("fp32",),
-    progress: Progress = lambda step: None,
+    progress: Progress = Silent(),
     fp16: Fp16Config = Fp16Config(),
     int8: Int8Config = Int8Config(),
+    parity: ParityCheck | None = None,
 ) -> ExportResult:
-    """Export one model into ``out/<model>-<digest>/`` and check its parity; returns where and how well."""
-    spec = get_spec(model_config.name)
+    """Export one model into ``out/<model>-<digest>/``, check each precision with ``parity``; return where and how
+    well. Every setting is checked before any heavy work."""
     for precision in precisions:
-        if precision not in PRECISION_FILES:
-            raise BadInputError(f"unsupported precision {precision!r}; choose from {', '.join(PRECISION_FILES)}")
+        get_precision(precision)
+    precisions = [p for p in PRECISIONS if p in precisions or p == "fp32"]
+    validate_model_config(model_config)
+    validate_export_config(export_config)
     if "int8" in precisions:
         validate_int8(int8)
-    progress(f"building {spec.name} ({model_config.weights} weights)")
-    model = create_model(
-        spec.name,
-        weights=model_config.weights,
-        seed=model_config.seed,
-        num_classes=model_config.num_classes,
-        **model_config.options,
-    )
-    progress("folding BatchNorm into convolutions")
-    fold = fold_batchnorm(model)
-    progress(f"exporting ONNX (opset {export_config.opset})")
-    onnx_model = export_onnx(fold.module, spec.input_shape, export_config)
-
     out = Path(out)
+    check_output_folder(out)
+    spec = get_spec(model_config.name)
+    progress.step(f"building {spec.name} ({model_config.weights} weights)")
+    model = create_model(spec.name, **model_config.create_kwargs())
+    progress.step("folding BatchNorm into convolutions")
+    fold = fold_batchnorm(model)
+    progress.step(f"exporting ONNX (opset {export_config.opset})")
+    onnx_model = export_onnx(fold.module, spec.input_shape, export_config)
+    manifest = _manifest(spec, model_config, export_config, model, fold.folded, fold.unfolded)
     created_out = not out.exists()
     out.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{spec.name}-", dir=out))
+    notices = [f"removed {p.name}, left by an export that was killed" for p in remove_stale_temp_dirs(out)]
+    tmp = Path(tempfile.mkdtemp(prefix=temp_dir_prefix("tmp", spec.name), dir=out))
     try:
-        save_onnx(onnx_model, tmp / PRECISION_FILES["fp32"])
-        _save_weights(model, tmp / WEIGHTS_FILE)
-        num_classes = model_config.num_classes or spec.num_classes
-        manifest = _manifest(
-            spec, model_config, export_config, model, tmp / WEIGHTS_FILE, num_classes, fold.folded, fold.unfolded
+        final, artifact, reports = _write(
+            tmp, out, model, onnx_model, manifest, precisions, progress, notices, fp16, int8, parity
         )
-        manifest["precisions"]["fp32"] = precision_entry(tmp / PRECISION_FILES["fp32"], onnx_model)
-        write_json_atomic(tmp / MANIFEST, manifest)
-        artifact = Artifact.open(tmp)
-        extra = [p for p in precisions if p != "fp32"]
-        if extra:
-            artifact = add_precisions(artifact, extra, progress, fp16, int8)
-        reports = {}
-        for precision in artifact.precisions:
-            progress(f"checking {precision} parity on ONNX Runtime against PyTorch")
-            reports[precision] = artifact_parity(artifact, "ort", precision)
-            artifact.manifest["precisions"][precision]["parity"] = reports[precision].to_dict()
-        write_json_atomic(tmp / MANIFEST, artifact.manifest)
-        final = out / f"{spec.name}-{sha256_bytes(onnx_model.SerializeToString())[:12]}"
-        make_dir_public(tmp)
-        _replace_dir(tmp, final)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         if created_out and not any(out.iterdir()):
             out.rmdir()
         raise
-    return ExportResult(final, artifact.manifest, reports)
+    for notice in notices:
+        progress.note(notice)
+    return ExportResult(final, artifact.manifest, reports, notices)
+
+
+def _write(
+    tmp: Path,
+    out: Path,
+    model: torch.nn.Module,
+    onnx_model: Any,
+    manifest: dict[str, Any],
+    precisions: list[str],
+    progress: Progress,
+    notices: list[str],
+    fp16: Fp16Config,
+    int8: Int8Config,
+    parity: ParityCheck | None,
+) -> tuple[Path, Artifact, dict[str, ParityOutcome]]:
+    """Fill ``tmp`` with the artifact (keeping what an earlier export of the same model made) and move it into
+    place as ``out/<model>-<digest>``."""
+    fp32_path = tmp / PRECISIONS["fp32"].file
+    save_onnx(onnx_model, fp32_path)
+    _save_weights(model, tmp / WEIGHTS_FILE)
+    manifest["weights"]["file_sha256"] = sha256_file(tmp / WEIGHTS_FILE)
+    settings = {k: v for k, v in manifest["export"].items() if not k.startswith("bn_")}
+    manifest["precisions"]["fp32"] = precision_entry(fp32_path, onnx_model, settings)
+    final = out / f"{manifest['model']['name']}-{manifest['precisions']['fp32']['sha256'][:12]}"
+    previous = _previous(final, manifest, notices)
+    for precision in precisions[1:]:
+        _add_precision(tmp, manifest, precision, previous, fp16, int8, progress, notices)
+    _carry_over(previous, tmp, manifest, set(precisions))
+    manifest["precisions"] = {p: manifest["precisions"][p] for p in PRECISIONS if p in manifest["precisions"]}
+    write_json_atomic(tmp / MANIFEST, manifest)
+    artifact = Artifact.open(tmp)
+    reports = _check(artifact, parity, progress)
+    write_json_atomic(tmp / MANIFEST, artifact.manifest)
+    make_dir_public(tmp)
+    _replace_dir(tmp, final)
+    return final, Artifact(final, artifact.manifest), reports
+
+
+def check_output_folder(out: Path) -> None:
+    """``--out`` must be a folder (or creatable as one) that this user may write: checked before the model is built."""
+    if out.exists() and not out.is_dir():
+        raise BadInputError(f"--out {out} is a file; it must be a folder for artifact directories")
+    existing = next((p for p in (out, *out.parents) if p.exists()), Path("."))
+    if not existing.is_dir():
+        raise BadInputError(f"--out {out}: {existing} is a file, so no folder can be made there")
+    try:  # a real probe: permissions, read-only mounts and special file systems all answer here
+        tempfile.TemporaryDirectory(prefix=temp_dir_prefix("probe", "out"), dir=existing).cleanup()
+    except OSError as exc:
+        raise BadInputError(f"--out {out}: cannot write in {existing} ({exc.strerror or type(exc).__name__})") from None
+
+
+def _previous(final: Path, manifest: dict[str, Any], notices: list[str]) -> Artifact | None:
+    """The artifact already at ``final`` when it holds this very FP32 model, so its other files can be kept."""
+    if not final.exists():
+        return None
+    try:
+        old = Artifact.open(final)
+    except RbenchError as exc:
+        notices.append(f"replacing {final.name}: its manifest is unreadable ({exc})")
+        return None
+    if old.manifest["precisions"]["fp32"]["sha256"] != manifest["precisions"]["fp32"]["sha256"]:
+        return None
+    if old.manifest["weights"]["sha256"] == manifest["weights"]["sha256"]:
+        manifest["weights"]["source"] = old.manifest["weights"]["source"]  # the same weights, named as first given
+        manifest["weights"]["seed"] = old.manifest["weights"]["seed"]
+    return old
+
+
+def _add_precision(
+    tmp: Path,
+    manifest: dict[str, Any],
+    precision: str,
+    previous: Artifact | None,
+    fp16: Fp16Config,
+    int8: Int8Config,
+    progress: Progress,
+    notices: list[str],
+) -> None:
+    """Make one reduced-precision file, or reuse the previous export's when it was made with the same settings."""
+    file = PRECISIONS[precision].file
+    data = calibration_data(int8, get_spec(manifest["model"]["name"]).preprocess) if precision == "int8" else None
+    settings = precision_settings(precision, fp16, int8, data)
+    old = previous.manifest["precisions"].get(precision) if previous else None
+    if old is not None and old.get("settings") == settings and _intact(previous, old):
+        _link(previous.path / file, tmp / file)
+        manifest["precisions"][precision] = {k: v for k, v in old.items() if k != "parity"}
+        notices.append(f"kept {file}: made with the same settings")
+        return
+    if old is not None:
+        notices.append(f"replaced {file}: {_settings_change(old.get('settings', {}), settings)}")
+    fp32 = tmp / PRECISIONS["fp32"].file
+    model = make_precision(fp32, precision, fp16, int8, data, manifest["model"]["input_name"], progress)
+    save_onnx(model, tmp / file)
+    manifest["precisions"][precision] = precision_entry(tmp / file, model, settings)
+
+
+def _settings_change(old: dict[str, Any], new: dict[str, Any]) -> str:
+    changed = [f"{k} {old.get(k)!r} -> {new.get(k)!r}" for k in new if old.get(k) != new.get(k)]
+    return "settings changed (" + ", ".join(changed) + ")" if changed else "settings changed"
+
+
+def _intact(artifact: Artifact | None, entry: dict[str, Any]) -> bool:
+    path = artifact.path / entry["file"] if artifact else None
+    return bool(path and path.is_file() and sha256_file(path) == entry["sha256"])
+
+
+def _carry_over(previous: Artifact | None, tmp: Path, manifest: dict[str, Any], made: set[str]) -> None:
+    """Keep the previous export's other precisions (when intact) and every other file or folder it had (engines)."""
+    if previous is None:
+        return
+    for precision, entry in previous.manifest["precisions"].items():
+        if precision not in made and precision in PRECISIONS and _intact(previous, entry):
+            _link(previous.path / entry["file"], tmp / entry["file"])
+            manifest["precisions"][precision] = {k: v for k, v in entry.items() if k != "parity"}
+    ours = {MANIFEST, WEIGHTS_FILE, *(p.file for p in PRECISIONS.values())}
+    for item in previous.path.iterdir():
+        if item.name not in ours and not (tmp / item.name).exists():
+            if item.is_dir():
+                shutil.copytree(item, tmp / item.name, copy_function=_link)
+            else:
+                _link(item, tmp / item.name)
+
+
+def _link(src: Path, dst: Path) -> None:
+    """A hard link where the file system allows one (the old folder is about to go), else a copy."""
+    try:
+        os.link(src, dst)
+    except OSError:
+        shutil.copy2(src, dst)
+
+
+def _check(artifact: Artifact, parity: ParityCheck | None, progress: Progress) -> dict[str, ParityOutcome]:
+    reports = {}
+    for precision in (p for p in PRECISIONS if p in artifact.precisions) if parity else ():
+        progress.step(f"checking {precision} parity on ONNX Runtime against PyTorch")
+        reports[precision] = parity(artifact, precision)
+        if not reports[precision].passed:
+            progress.fail()
+        artifact.manifest["precisions"][precision]["parity"] = reports[precision].to_dict()
+    return reports
 
 
 def _save_weights(model: torch.nn.Module, path: Path) -> None:
@@ -138,40 +274,47 @@ def _manifest(
     model_config: ModelConfig,
     export_config: ExportConfig,
     model: torch.nn.Module,
-    weights_path: Path,
-    num_classes: int,
     folded: list[str],
     unfolded: list[str],
 ) -> dict[str, Any]:
+    model_entry: dict[str, Any] = {
+        "name": spec.name,
+        "family": spec.family,
+        "residual": spec.residual,
+        "bounds": spec.bounds_family,
+        "num_classes": model_config.num_classes or spec.num_classes,
+        "options": model_config.options,
+        "input_name": export_config.input_name,
+        "output_name": export_config.output_name,
+        "input_shape": ["batch" if export_config.dynamic_batch else 1, *spec.input_shape],
+        "preprocess": asdict(spec.preprocess),
+        "parameters": sum(p.numel() for p in model.parameters()),
+    }
+    if model_config.class_names is not None:
+        model_entry["class_names"] = list(model_config.class_names)
     return {
         "schema": SCHEMA_VERSION,
         "created": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
-        "model": {
-            "name": spec.name,
-            "family": spec.family,
-            "num_classes": num_classes,
-            "options": model_config.options,
-            "input_name": export_config.input_name,
-            "output_name": export_config.output_name,
-            "input_shape": ["batch" if export_config.dynamic_batch else 1, *spec.input_shape],
-            "preprocess": asdict(spec.preprocess),
-            "parameters": sum(p.numel() for p in model.parameters()),
-        },
+        "model": model_entry,
         "weights": {
             "source": model_config.weights,
             "seed": model_config.seed if model_config.weights == "random" else None,
             "sha256": state_dict_sha256(model.state_dict()),
             "file": WEIGHTS_FILE,
-            "file_sha256": sha256_file(weights_path),
+            "file_sha256": None,  # set once the file is written
         },
-        "export": {**asdict(export_config), "bn_folded": len(folded), "bn_unfolded": unfolded},
+        "export": {
+            **asdict(export_config),
+            "bn_folded": len(folded),
+            "bn_unfolded": unfolded,
+        },
         "versions": _versions(),
         "precisions": {},
     }
 
 
 def _versions() -> dict[str, str]:
-    from rbench.doctor import package_version
+    from rbench.env import package_version
 
     versions = {name: package_version(name) or "not installed" for name in ("rbench", "onnx", "onnxruntime")}
     return {"python": platform.python_version(), "torch": torch.__version__, **versions}
@@ -180,7 +323,7 @@ def _versions() -> dict[str, str]:
 def _replace_dir(src: Path, dst: Path) -> None:
     """Rename ``src`` to ``dst``, replacing an older ``dst`` (same digest, so the same model) if there is one."""
     if dst.exists():
-        old = Path(tempfile.mkdtemp(prefix=f".old-{dst.name}-", dir=dst.parent))
+        old = Path(tempfile.mkdtemp(prefix=temp_dir_prefix("old", dst.name), dir=dst.parent))
         os.replace(dst, old / dst.name)
         os.replace(src, dst)
         shutil.rmtree(old, ignore_errors=True)

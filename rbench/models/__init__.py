@@ -5,15 +5,66 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from torch import nn
 
+from rbench.errors import BadInputError
 from rbench.models import zoo as _zoo  # noqa: F401  (registers the models)
 from rbench.models.registry import ModelSpec, get_spec, list_models, register_model
 from rbench.models.weights import apply_state_dict, load_state_dict_file, randomize
 
-__all__ = ["ModelSpec", "create_model", "get_spec", "list_models", "register_model"]
+__all__ = ["ModelConfig", "ModelSpec", "create_model", "get_spec", "list_models", "register_model"]
+
+#: Builder options each model family takes, and their valid values.
+FAMILY_OPTIONS: dict[str, dict[str, tuple[Any, ...]]] = {
+    "imagenet": {"zero_init_residual": (True, False)},
+    "cifar": {"shortcut": ("A", "B"), "zero_init_residual": (True, False)},
+}
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Which model and which weights."""
+
+    name: str = "resnet50"
+    weights: str = "random"  # "random" (seeded), "init", or a weights file
+    seed: int = 0
+    num_classes: int | None = None  # None: the model's own (1000 ImageNet, 10 CIFAR)
+    options: dict[str, Any] = field(default_factory=dict)  # builder options such as shortcut="B"
+    class_names: tuple[str, ...] | None = None  # the classifier's classes, in order, where known
+
+    def create_kwargs(self) -> dict[str, Any]:
+        return {"weights": self.weights, "seed": self.seed, "num_classes": self.num_classes, **self.options}
+
+
+def validate_model_config(config: ModelConfig) -> None:
+    """Refuse a config that cannot make a model, before any model is built."""
+    spec = get_spec(config.name)
+    if config.num_classes is not None and config.num_classes < 1:
+        raise BadInputError(f"--num-classes must be 1 or more, got {config.num_classes}")
+    if config.seed < 0:
+        raise BadInputError(f"--seed must be 0 or more, got {config.seed}")
+    allowed = FAMILY_OPTIONS[spec.family]
+    for key, value in config.options.items():
+        if key not in allowed:
+            raise BadInputError(f"--{key.replace('_', '-')} does not apply to {spec.name} (a {spec.family} model)")
+        if value not in allowed[key]:
+            choices = ", ".join(map(str, allowed[key]))
+            raise BadInputError(f"--{key.replace('_', '-')} {value!r} is not valid; choose from {choices}")
+    if config.weights not in ("random", "init"):
+        path = Path(config.weights)
+        if not path.is_file():
+            raise BadInputError(f"weights file not found: {path} (or use --weights random|init)")
+    classes = config.class_names
+    if classes is not None:
+        width = config.num_classes or spec.num_classes
+        if len(classes) != width or len(set(classes)) != len(classes) or not all(classes):
+            raise BadInputError(
+                f"class names must be {width} distinct non-empty names, one per output; got {len(classes)}"
+            )
 
 
 def create_model(
@@ -40,8 +91,8 @@ def create_model(
     torch.manual_seed(seed)
     try:
         model = spec.builder(num_classes=num_classes or spec.num_classes, **kwargs)
-    except TypeError as exc:
-        raise ValueError(f"{name}: {exc}") from None
+    except (TypeError, ValueError) as exc:
+        raise BadInputError(f"{name}: {exc}") from None
     if weights == "random":
         randomize(model, seed, spec.preprocess)
     elif weights != "init":

@@ -12,7 +12,7 @@ from typing import Literal
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from rbench.models.resnet import BasicBlock, conv1x1, init_weights
+from rbench.models.resnet import BasicBlock, conv1x1, init_weights, make_stage
 
 Shortcut = Literal["A", "B"]
 
@@ -61,16 +61,13 @@ class CifarResNet(nn.Module):
         init_weights(self, zero_init_residual=zero_init_residual and residual)
 
     def _make_layer(self, planes: int, blocks: int, stride: int) -> nn.Sequential:
-        downsample: nn.Module | None = None
-        if self.residual and (stride != 1 or self.inplanes != planes):
+        def shortcut(inplanes: int, outplanes: int, stride: int) -> nn.Module:
             if self.shortcut == "A":
-                downsample = PadShortcut(planes, stride)
-            else:
-                downsample = nn.Sequential(conv1x1(self.inplanes, planes, stride), nn.BatchNorm2d(planes))
-        layers = [BasicBlock(self.inplanes, planes, stride, downsample, residual=self.residual)]
-        self.inplanes = planes
-        layers += [BasicBlock(planes, planes, residual=self.residual) for _ in range(1, blocks)]
-        return nn.Sequential(*layers)
+                return PadShortcut(outplanes, stride)
+            return nn.Sequential(conv1x1(inplanes, outplanes, stride), nn.BatchNorm2d(outplanes))
+
+        layer, self.inplanes = make_stage(BasicBlock, self.inplanes, planes, blocks, stride, self.residual, shortcut)
+        return layer
 
     def forward(self, x: Tensor) -> Tensor:
         x = self.relu(self.bn1(self.conv1(x)))

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from torch import nn
 
 from rbench.data import CIFAR_MEAN, CIFAR_STD, IMAGENET_MEAN, IMAGENET_STD, Preprocess
-from rbench.errors import BadInputError
+from rbench.errors import unknown_choice
 
 
 @dataclass(frozen=True)
@@ -20,6 +20,12 @@ class ModelSpec:
     family: str  # "imagenet" or "cifar"
     num_classes: int
     preprocess: Preprocess
+    residual: bool = True  # False: the plain twin, with no shortcuts
+
+    @property
+    def bounds_family(self) -> str:
+        """Which parity bounds apply: ``plain`` nets, else the family (``imagenet``, ``cifar``)."""
+        return self.family if self.residual else "plain"
 
     @property
     def input_shape(self) -> tuple[int, int, int]:
@@ -33,14 +39,14 @@ CIFAR_PREPROCESS = Preprocess(size=32, resize=36, mean=CIFAR_MEAN, std=CIFAR_STD
 
 
 def register_model(
-    name: str, family: str, num_classes: int, preprocess: Preprocess
+    name: str, family: str, num_classes: int, preprocess: Preprocess, residual: bool = True
 ) -> Callable[[Callable[..., nn.Module]], Callable[..., nn.Module]]:
     """Decorator that registers a builder under ``name``; registering a name twice is an error."""
 
     def wrap(builder: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
         if name in _REGISTRY:
             raise ValueError(f"model {name!r} is already registered")
-        _REGISTRY[name] = ModelSpec(name, builder, family, num_classes, preprocess)
+        _REGISTRY[name] = ModelSpec(name, builder, family, num_classes, preprocess, residual)
         return builder
 
     return wrap
@@ -59,4 +65,4 @@ def get_spec(name: str) -> ModelSpec:
     try:
         return _REGISTRY[name]
     except KeyError:
-        raise BadInputError(f"unknown model {name!r}; valid models: {', '.join(list_models())}") from None
+        raise unknown_choice("model", name, list_models()) from None

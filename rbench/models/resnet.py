@@ -10,6 +10,8 @@ degradation experiment.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from torch import Tensor, nn
 
 
@@ -131,21 +133,34 @@ class ResNet(nn.Module):
         init_weights(self, zero_init_residual=zero_init_residual and residual)
 
     def _make_layer(self, block: Block, planes: int, blocks: int, stride: int = 1) -> nn.Sequential:
-        downsample = None
-        if self.residual and (stride != 1 or self.inplanes != planes * block.expansion):
-            downsample = nn.Sequential(
-                conv1x1(self.inplanes, planes * block.expansion, stride),
-                nn.BatchNorm2d(planes * block.expansion),
-            )
-        layers = [block(self.inplanes, planes, stride, downsample, residual=self.residual)]
-        self.inplanes = planes * block.expansion
-        layers += [block(self.inplanes, planes, residual=self.residual) for _ in range(1, blocks)]
-        return nn.Sequential(*layers)
+        def projection(inplanes: int, outplanes: int, stride: int) -> nn.Module:
+            return nn.Sequential(conv1x1(inplanes, outplanes, stride), nn.BatchNorm2d(outplanes))
+
+        layer, self.inplanes = make_stage(block, self.inplanes, planes, blocks, stride, self.residual, projection)
+        return layer
 
     def forward(self, x: Tensor) -> Tensor:
         x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
         x = self.layer4(self.layer3(self.layer2(self.layer1(x))))
         return self.fc(self.avgpool(x).flatten(1))
+
+
+def make_stage(
+    block: Block,
+    inplanes: int,
+    planes: int,
+    blocks: int,
+    stride: int,
+    residual: bool,
+    shortcut: Callable[[int, int, int], nn.Module],
+) -> tuple[nn.Sequential, int]:
+    """torchvision's ``_make_layer``: ``blocks`` blocks, the first one striding and, where the shape changes, given a
+    ``shortcut(inplanes, outplanes, stride)`` module as its ``downsample``. Returns the stage and its output width."""
+    outplanes = planes * block.expansion
+    downsample = shortcut(inplanes, outplanes, stride) if residual and (stride != 1 or inplanes != outplanes) else None
+    layers = [block(inplanes, planes, stride, downsample, residual=residual)]
+    layers += [block(outplanes, planes, residual=residual) for _ in range(1, blocks)]
+    return nn.Sequential(*layers), outplanes
 
 
 def init_weights(model: nn.Module, zero_init_residual: bool = False) -> None:

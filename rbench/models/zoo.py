@@ -35,9 +35,11 @@ def _cifar(
 
 for _depth in IMAGENET_DEPTHS:
     for _prefix, _residual in (("resnet", True), ("plain", False)):
-        register_model(f"{_prefix}{_depth}", "imagenet", 1000, IMAGENET_PREPROCESS)(
+        register_model(f"{_prefix}{_depth}", "imagenet", 1000, IMAGENET_PREPROCESS, _residual)(
             partial(_imagenet, _depth, _residual)
         )
 for _depth in CIFAR_DEPTHS:
     for _prefix, _residual in (("resnet", True), ("plain", False)):
-        register_model(f"{_prefix}{_depth}", "cifar", 10, CIFAR_PREPROCESS)(partial(_cifar, _depth, _residual))
+        register_model(f"{_prefix}{_depth}", "cifar", 10, CIFAR_PREPROCESS, _residual)(
+            partial(_cifar, _depth, _residual)
+        )

@@ -94,9 +94,14 @@ class Runner(abc.ABC):
         self.deactivate()
 
     def activate(self) -> None:
+        """Load the model; a failure halfway releases whatever was already acquired before it propagates."""
         if self.is_active:
             raise RuntimeError(f"runner {self.name} is already active")
-        self._activate()
+        try:
+            self._activate()
+        except BaseException:
+            self._deactivate()
+            raise
         self.is_active = True
 
     def deactivate(self) -> None:
@@ -104,11 +109,16 @@ class Runner(abc.ABC):
             self._deactivate()
             self.is_active = False
 
-    def infer(self, feed: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
-        """Validate ``feed``, run the backend, and return its outputs by name as numpy arrays."""
+    def infer(self, feed: Mapping[str, np.ndarray], check_inputs: bool = True) -> dict[str, np.ndarray]:
+        """Validate ``feed``, run the backend, and return its outputs by name as numpy arrays.
+
+        ``check_inputs=False`` skips the validation (names, dtypes, shapes, the NaN/Inf scan) for a feed the caller
+        has already validated once, as Polygraphy's ``check_inputs`` does: a benchmark must not time the scan.
+        """
         if not self.is_active:
             raise RuntimeError(f"runner {self.name} is not active: use it as a context manager")
-        validate_feed(feed, self.input_specs())
+        if check_inputs:
+            validate_feed(feed, self.input_specs())
         return self._infer(feed)
 
     @abc.abstractmethod
@@ -119,7 +129,8 @@ class Runner(abc.ABC):
     def _activate(self) -> None: ...
 
     @abc.abstractmethod
-    def _deactivate(self) -> None: ...
+    def _deactivate(self) -> None:
+        """Release what ``_activate`` acquired; also called after a failed ``_activate``, so tolerate partial state."""
 
     @abc.abstractmethod
     def _infer(self, feed: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]: ...

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from rbench.errors import EnvironmentProblem, missing_dependency
+from rbench.errors import EnvironmentProblem, missing_dependency, unknown_choice
 
 MEMORY_KINDS = ("auto", "torch", "pycuda")
 
@@ -137,7 +137,7 @@ class PycudaMemory(DeviceMemory):
 def device_memory(kind: str = "auto") -> DeviceMemory:
     """Device memory of ``kind``; ``auto`` takes torch when it sees a GPU, else pycuda."""
     if kind not in MEMORY_KINDS:
-        raise EnvironmentProblem(f"unknown device memory {kind!r}; choose from {', '.join(MEMORY_KINDS)}")
+        raise unknown_choice("device memory", kind, MEMORY_KINDS)
     has_torch = importlib.util.find_spec("torch") is not None
     if kind == "torch" or (kind == "auto" and has_torch):
         if not has_torch:

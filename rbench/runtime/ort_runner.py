@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from rbench.errors import BadInputError, EnvironmentProblem, first_line, missing_dependency
+from rbench.errors import BadInputError, EnvironmentProblem, first_line, missing_dependency, unknown_choice
 from rbench.runtime.base import Runner, TensorSpec
 
 ORT_TYPES = {
@@ -133,7 +133,7 @@ def gpu_providers(
     if provider == "cuda":
         return ["CUDAExecutionProvider", "CPUExecutionProvider"], [cuda, {}]
     if provider != "tensorrt":
-        raise BadInputError(f"unknown GPU provider {provider!r}; choose from cuda, tensorrt")
+        raise unknown_choice("GPU provider", provider, ("cuda", "tensorrt"))
     tensorrt: dict[str, Any] = {
         "device_id": 0,
         "trt_engine_cache_enable": True,

@@ -1,4 +1,4 @@
-"""Eager PyTorch: the FP32 reference, unfolded or with BatchNorm folded, optionally channels-last."""
+"""Eager PyTorch: the FP32 reference, or any variant of it (BatchNorm folded by the caller, channels-last, FP16)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from rbench.errors import BadInputError, EnvironmentProblem
+from rbench.errors import EnvironmentProblem, unknown_choice
 from rbench.runtime.base import Runner, TensorSpec
 
 TORCH_DTYPES = {"fp32": torch.float32, "fp16": torch.float16}
@@ -18,9 +18,10 @@ class TorchRunner(Runner):
     """Runs an ``nn.Module`` eagerly.
 
     Args:
-        model: the module, or a zero-argument function that builds it on activation.
+        model: the module, or a zero-argument function that builds it on activation (a folded model, say: the
+            caller folds, as the runtime does not depend on the exporter).
         input_shape: ``(C, H, W)``; the batch is dynamic.
-        folded: fold BatchNorm into the convolutions first (``rbench.export.fold``), the "PyTorch folded" baseline.
+        variant: a label for reports: ``eager`` (the reference) or ``folded``.
         channels_last: run in NHWC memory format.
         device: ``"cpu"`` or ``"cuda"``.
         precision: ``"fp32"``, or ``"fp16"`` (weights and activations in half; inputs and outputs stay FP32).
@@ -32,7 +33,7 @@ class TorchRunner(Runner):
         self,
         model: nn.Module | Callable[[], nn.Module],
         input_shape: tuple[int, int, int],
-        folded: bool = False,
+        variant: str = "eager",
         channels_last: bool = False,
         device: str = "cpu",
         precision: str = "fp32",
@@ -40,12 +41,11 @@ class TorchRunner(Runner):
         output_name: str = "logits",
     ) -> None:
         if precision not in TORCH_DTYPES:
-            raise BadInputError(f"torch runner supports precisions {sorted(TORCH_DTYPES)}, got {precision!r}")
-        variant = "folded" if folded else "eager"
+            raise unknown_choice("torch runner precision", precision, TORCH_DTYPES)
         super().__init__(f"torch-{variant}-{precision}", device, precision)
         self._source = model
         self.input_shape = input_shape
-        self.folded = folded
+        self.variant = variant
         self.channels_last = channels_last
         self.input_name = input_name
         self.output_name = output_name
@@ -57,16 +57,10 @@ class TorchRunner(Runner):
     def _activate(self) -> None:
         if self.device.startswith("cuda") and not torch.cuda.is_available():
             raise EnvironmentProblem(f"device {self.device!r} requested but torch sees no CUDA device")
-        model = self._source if isinstance(self._source, nn.Module) else self._source()
-        model = model.eval()
-        if self.folded:
-            from rbench.export.fold import fold_batchnorm
+        import copy
 
-            model = fold_batchnorm(model).module
-        else:
-            import copy
-
-            model = copy.deepcopy(model)
+        source = self._source if isinstance(self._source, nn.Module) else self._source()
+        model = copy.deepcopy(source).eval()  # never change the caller's module (dtype, memory format)
         model = model.to(self.device, TORCH_DTYPES[self.precision])
         if self.channels_last:
             model = model.to(memory_format=torch.channels_last)

@@ -12,17 +12,15 @@ Convention for the API-surface test (``tests/runtime/test_tensorrt_api.py``): in
 from __future__ import annotations
 
 import importlib.util
-import json
 import os
-import re
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from rbench._io import USER_CACHE_DIR, sha256_file
+from rbench._io import USER_CACHE_DIR, read_json_record, verify_sha256
+from rbench.env import cuda_device, driver_version, package_version
 from rbench.errors import ArtifactError, BadInputError, EnvironmentProblem, first_line, missing_dependency
 
-ENGINE_DIR = "engines"
 DEFAULT_TIMING_CACHE_DIR = USER_CACHE_DIR / "tensorrt"
 SIDECAR_SCHEMA = 1
 
@@ -43,8 +41,6 @@ def import_tensorrt() -> Any:
 
 def installed_tensorrt() -> str | None:
     """TensorRT's version from package metadata, known even where its libraries cannot load."""
-    from rbench.doctor import package_version
-
     return package_version("tensorrt")
 
 
@@ -65,41 +61,8 @@ class Platform:
 def probe_platform() -> Platform:
     """TensorRT's version and the first CUDA device, or an ``EnvironmentProblem`` saying which one is missing."""
     trt = import_tensorrt()
-    gpu, capability, cuda = _cuda_device()
-    return Platform(trt.__version__, gpu, capability, cuda, _driver_version())
-
-
-def _cuda_device() -> tuple[str, str, str]:
-    """Name, compute capability and CUDA version of device 0, through torch if it sees a GPU, else pycuda."""
-    has_torch = importlib.util.find_spec("torch") is not None
-    if has_torch:
-        import torch
-
-        if torch.cuda.is_available():
-            major, minor = torch.cuda.get_device_capability(0)
-            return torch.cuda.get_device_name(0), f"{major}.{minor}", str(torch.version.cuda)
-    if importlib.util.find_spec("pycuda") is None:
-        if has_torch:
-            raise EnvironmentProblem("no CUDA device: TensorRT needs an NVIDIA GPU and its driver, and torch sees none")
-        raise EnvironmentProblem("neither torch nor pycuda is installed to reach the GPU: pip install 'rbench[gpu]'")
-    import pycuda.driver as cuda
-
-    try:
-        cuda.init()
-        device = cuda.Device(0)
-    except cuda.Error as exc:
-        raise EnvironmentProblem(f"no CUDA device: pycuda sees none ({first_line(exc)})") from None
-    major, minor = device.compute_capability()
-    return device.name(), f"{major}.{minor}", ".".join(map(str, cuda.get_version()[:2]))
-
-
-def _driver_version(path: str = "/proc/driver/nvidia/version") -> str:
-    try:
-        text = Path(path).read_text()
-    except OSError:
-        return "unknown"
-    found = re.search(r"Kernel Module\s+(?:for \S+\s+)?(\d+(?:\.\d+)+)", text)
-    return found.group(1) if found else "unknown"
+    gpu, capability, cuda = cuda_device()
+    return Platform(trt.__version__, gpu, capability, cuda, driver_version())
 
 
 def engine_readiness() -> tuple[bool, str]:
@@ -112,11 +75,6 @@ def engine_readiness() -> tuple[bool, str]:
 
 
 # --- engine files and their sidecar ------------------------------------------------------------------------------
-
-
-def engine_path(artifact_dir: str | os.PathLike[str], precision: str) -> Path:
-    """Where ``rbench build`` puts the engine of one precision of an artifact."""
-    return Path(artifact_dir) / ENGINE_DIR / f"model.{precision}.engine"
 
 
 def sidecar_path(engine_file: str | os.PathLike[str]) -> Path:
@@ -146,27 +104,18 @@ def read_sidecar(engine_file: str | os.PathLike[str]) -> dict[str, Any]:
         raise ArtifactError(
             f"rebuild required: {engine_file} has no sidecar {path.name}; what it was built for is unknown"
         )
-    try:
-        sidecar = json.loads(path.read_text())
+
+    def require(sidecar: dict[str, Any]) -> None:
         _ = sidecar["platform"]["tensorrt"], sidecar["platform"]["compute_capability"], sidecar["engine_sha256"]
         _ = sidecar["source"]["sha256"][:12]
         _ = [(i["name"], i["dtype"], i["shape"], i["min_batch"], i["max_batch"]) for i in sidecar["inputs"]]
-    except (json.JSONDecodeError, KeyError, TypeError, UnicodeDecodeError) as exc:
-        raise BadInputError(f"corrupt engine sidecar {path}: {first_line(exc)}") from None
-    if sidecar.get("schema") != SIDECAR_SCHEMA:
-        found = sidecar.get("schema")
-        raise ArtifactError(f"rebuild required: {path.name} has sidecar schema {found}, expected {SIDECAR_SCHEMA}")
-    return sidecar
+
+    return read_json_record(path, SIDECAR_SCHEMA, require, "engine sidecar")
 
 
 def verify_engine_file(engine_file: str | os.PathLike[str], sidecar: dict[str, Any]) -> None:
     """Refuse an engine whose bytes are not the ones its sidecar recorded (exit 3)."""
-    actual = sha256_file(engine_file)
-    if actual != sidecar["engine_sha256"]:
-        raise ArtifactError(
-            f"rebuild required: {Path(engine_file).name} was modified after it was built "
-            f"(sha256 {actual[:12]}…, sidecar says {sidecar['engine_sha256'][:12]}…)"
-        )
+    verify_sha256(engine_file, sidecar["engine_sha256"], "sidecar", "it was built")
 
 
 def check_compatible(sidecar: dict[str, Any], here: Platform | str | None) -> None:

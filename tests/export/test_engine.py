@@ -8,11 +8,12 @@ import json
 import pytest
 
 from rbench._io import sha256_file
+from rbench.bench.parity import export_artifact
 from rbench.errors import ArtifactError, BadInputError, EnvironmentProblem
 from rbench.export.artifact import Artifact
 from rbench.export.engine import BuildConfig, build_engine
 from rbench.export.onnx_export import ExportConfig
-from rbench.export.pipeline import ModelConfig, export_artifact
+from rbench.export.pipeline import ModelConfig
 
 
 @pytest.fixture
@@ -78,7 +79,7 @@ def test_second_build_hits_the_cache_and_a_changed_key_rebuilds(fake_gpu, artifa
 
 def test_another_gpu_architecture_rebuilds_and_gets_its_own_timing_cache(fake_gpu, artifact, tmp_path, monkeypatch):
     hopper = build_engine(artifact, _config(tmp_path))
-    monkeypatch.setattr("rbench.runtime.trt_common._cuda_device", lambda: ("NVIDIA A100", "8.0", "13.0"))
+    monkeypatch.setattr("rbench.runtime.trt_common.cuda_device", lambda: ("NVIDIA A100", "8.0", "13.0"))
     ampere = build_engine(artifact, _config(tmp_path))
     assert not ampere.cached and ampere.sidecar["platform"]["compute_capability"] == "8.0"
     assert hopper.timing_cache.name == "timing-trt11.4.0.106-sm90.cache"

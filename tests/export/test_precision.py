@@ -6,10 +6,11 @@ import numpy as np
 import onnx
 import pytest
 
+from rbench.bench.parity import export_artifact
 from rbench.errors import BadInputError
 from rbench.export.artifact import Artifact
 from rbench.export.onnx_export import load_onnx
-from rbench.export.pipeline import ModelConfig, export_artifact
+from rbench.export.pipeline import ModelConfig
 from rbench.export.precision import Fp16Config, Int8Config, calibration_data, calibration_key, to_int8
 from rbench.models import get_spec
 
@@ -49,19 +50,24 @@ def test_int8_has_symmetric_qdq_around_every_convolution(resnet50_artifact):
     producers = {out: node for node in model.graph.node for out in node.output}
     convs = [n for n in model.graph.node if n.op_type == "Conv"]
     assert len(convs) == 53
-    for conv in convs:
+    inits = {i.name: onnx.numpy_helper.to_array(i) for i in model.graph.initializer}
+    first, *rest = convs  # the first convolution reads the image and stays FP32 (Int8Config.keep_first_conv)
+    assert first.input[0] == "input" and inits[first.input[1]].dtype == np.float32
+    for conv in rest:
         for tensor in conv.input[:2]:  # activation and weight
             dq = producers[tensor]
             assert dq.op_type == "DequantizeLinear", conv.name
             consumers = [n for n in model.graph.node if conv.output[0] in n.input]
             assert consumers and all(c.op_type in ("QuantizeLinear", "Relu", "Add") for c in consumers)
-    inits = {i.name: onnx.numpy_helper.to_array(i) for i in model.graph.initializer}
     zero_points = [inits[n.input[2]] for n in model.graph.node if n.op_type in ("QuantizeLinear", "DequantizeLinear")]
     assert zero_points and all(np.all(z == 0) for z in zero_points)
     assert {z.dtype for z in zero_points} == {np.dtype(np.int8), np.dtype(np.int32)}  # int32: the biases
-    # the classifier stays FP32 (see INT8_FP32_OPS)
+    # the classifier and its input stay FP32 (see INT8_FP32_OPS): no Q/DQ between the last block and the logits
     gemm = next(n for n in model.graph.node if n.op_type == "Gemm")
     assert gemm.input[1] in inits and inits[gemm.input[1]].dtype == np.float32
+    flatten = producers[gemm.input[0]]
+    pool = producers[flatten.input[0]]
+    assert (flatten.op_type, pool.op_type) == ("Flatten", "GlobalAveragePool")  # pooled features never quantized
 
 
 def test_manifest_records_each_precision(resnet50_artifact):
@@ -145,13 +151,19 @@ def test_calibration_from_a_folder_and_from_digits(tmp_path):
     assert folder.shape == (3, 3, 32, 32) and folder.std() > 0.1
     digits = calibration_data(Int8Config(calibration="digits", samples=5), spec.preprocess)
     assert digits.shape == (5, 3, 32, 32) and not np.allclose(digits[0], digits[1])
+    classes = tmp_path / "classes"  # the same layout --images takes: DIR/<class>/<image>
+    for name in ("cat", "rocket"):
+        (classes / name).mkdir(parents=True)
+        Image.fromarray(getattr(data, "chelsea" if name == "cat" else name)()).save(classes / name / "x.png")
+    tree = calibration_data(Int8Config(calibration=str(classes), samples=2), spec.preprocess)
+    assert tree.shape == (2, 3, 32, 32) and not np.allclose(tree[0], tree[1])
 
 
 @pytest.mark.parametrize(
     ("config", "message"),
     [
         (Int8Config(method="kl"), "unknown calibration method 'kl'"),
-        (Int8Config(samples=0), "at least 1 sample"),
+        (Int8Config(samples=0), "--calib-samples must be between 1 and 100000, got 0"),
         (Int8Config(calibration="/no/such/folder"), "not found: /no/such/folder"),
     ],
 )

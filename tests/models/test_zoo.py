@@ -31,7 +31,7 @@ def test_registry_lists_every_depth_and_its_plain_twin():
 
 
 def test_unknown_model_lists_the_valid_ones():
-    with pytest.raises(BadInputError, match=r"unknown model 'resnet51'; valid models: .*resnet50"):
+    with pytest.raises(BadInputError, match=r"unknown model 'resnet51'; choose from .*resnet50"):
         create_model("resnet51")
 
 

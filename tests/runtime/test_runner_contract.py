@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 
+from rbench.bench.backends import runner_for
 from rbench.errors import BadInputError, EnvironmentProblem
 from rbench.export.artifact import Artifact
-from rbench.runtime import BACKENDS, OrtRunner, TorchRunner, runner_for
+from rbench.runtime import BACKENDS, OrtRunner, TorchRunner
 
 # One factory per backend that runs on a CPU; the GPU-only backends have their contract tests in test_gpu_backends.py.
 CPU_BACKENDS = ("ort", "torch")
@@ -72,10 +74,14 @@ def test_torch_folded_and_channels_last_agree_with_eager(resnet20_artifact):
     x = {"input": _good()}
     with TorchRunner(model, (3, 32, 32)) as eager:
         ref = eager.infer(x)["logits"]
-    for kwargs in ({"folded": True}, {"channels_last": True}, {"folded": True, "channels_last": True}):
-        with TorchRunner(lambda: model, (3, 32, 32), **kwargs) as runner:
+    from rbench.export.fold import fold_batchnorm
+
+    folded = fold_batchnorm(model).module
+    for source, kwargs in ((folded, {}), (model, {"channels_last": True}), (folded, {"channels_last": True})):
+        with TorchRunner(lambda source=source: source, (3, 32, 32), **kwargs) as runner:
             out = runner.infer(x)["logits"]
         assert np.abs(out - ref).max() <= 1e-4 * np.abs(ref).max(), kwargs
+    assert next(model.parameters()).dtype == torch.float32 and model.training is False  # the caller's model untouched
 
 
 def test_ort_unknown_provider_names_the_available_ones(resnet20_artifact):
@@ -149,9 +155,9 @@ def test_ort_gpu_providers_without_a_gpu_name_the_extra(resnet20_artifact, backe
 
 
 def test_the_cli_offers_exactly_the_registered_backends():
-    from rbench.cli import Backend
+    from rbench.cli.parity import BackendChoice
 
-    assert [b.value for b in Backend] == list(BACKENDS)
+    assert [b.value for b in BackendChoice] == list(BACKENDS)
 
 
 def test_unknown_backend_lists_the_valid_ones(resnet20_artifact):
@@ -159,3 +165,40 @@ def test_unknown_backend_lists_the_valid_ones(resnet20_artifact):
         BadInputError, match="unknown backend 'tensorflow'; choose from ort, ort-cuda, ort-trt, torch, trt"
     ):
         runner_for(Artifact.open(resnet20_artifact.path), "tensorflow")
+
+
+def test_infer_can_skip_input_checks_for_a_feed_already_validated(resnet20_artifact):
+    """A benchmark validates its inputs once and must not time the NaN/Inf scan on every call."""
+    bad = _good()
+    bad[0, 0, 0, 0] = np.nan
+    with OrtRunner(resnet20_artifact.path / "model.onnx") as runner:
+        with pytest.raises(BadInputError, match="NaN/Inf"):
+            runner.infer({"input": bad})
+        out = runner.infer({"input": bad}, check_inputs=False)["logits"]  # the backend ran: NaN went through
+    assert np.isnan(out[0]).any() and np.isfinite(out[1]).all()
+
+
+def test_a_runner_whose_activation_fails_halfway_is_released():
+    from rbench.runtime.base import Runner, TensorSpec
+
+    released = []
+
+    class Halfway(Runner):
+        def input_specs(self):
+            return [TensorSpec("input", np.dtype(np.float32), ("batch", 3))]
+
+        def _activate(self):
+            self.session = "acquired"
+            raise EnvironmentProblem("the device went away")
+
+        def _deactivate(self):
+            released.append(getattr(self, "session", None))
+            self.session = None
+
+        def _infer(self, feed):
+            return {}
+
+    runner = Halfway("halfway", "cpu", "fp32")
+    with pytest.raises(EnvironmentProblem, match="went away"):
+        runner.activate()
+    assert released == ["acquired"] and runner.session is None and not runner.is_active

@@ -12,10 +12,10 @@ import pytest
 from typer.testing import CliRunner
 
 from rbench.cli import app
-from rbench.errors import ArtifactError, BadInputError, EnvironmentProblem
+from rbench.errors import ArtifactError, BadInputError
 from rbench.export.artifact import Artifact
 from rbench.export.engine import BuildConfig, build_engine
-from rbench.runtime import TrtRunner, validate_feed
+from rbench.runtime import TrtRunner
 from rbench.runtime.trt_common import installed_tensorrt
 
 cli = CliRunner()
@@ -54,7 +54,7 @@ def _refused(path: Path, code: int, message: str) -> None:
 
 def test_a_tampered_engine_is_refused_with_exit_3(built):
     _engine(built).write_bytes(_engine(built).read_bytes()[:-1] + b"!")
-    _refused(built, 3, "rebuild required: model.fp32.engine was modified after it was built (sha256 ")
+    _refused(built, 3, "rebuild required: model.fp32.engine in ")
 
 
 def test_an_engine_from_another_tensorrt_version_is_refused_with_exit_3(built):
@@ -120,15 +120,35 @@ def test_a_null_engine_is_refused_not_used(built, fake_gpu):
 
 
 def test_a_batch_outside_the_profile_is_refused_before_tensorrt_sees_it(built):
-    runner = TrtRunner(_engine(built), precision="fp32")
-    specs = runner.input_specs()  # from the sidecar
-    assert specs[0].batch_range == (1, 16) and specs[0].shape == ("batch", 3, 32, 32)
-    validate_feed({"input": np.zeros((16, 3, 32, 32), np.float32)}, specs)
-    with pytest.raises(
-        BadInputError,
-        match=r"input 'input' has batch size 17, outside the engine's optimization profile \[1, 16\]; split the batch",
-    ):
-        validate_feed({"input": np.zeros((17, 3, 32, 32), np.float32)}, specs)
+    """Through ``TrtRunner.infer``: the refusal comes from the sidecar's profile, before any TensorRT call."""
+    calls: list[tuple] = []
+
+    class Recorder:  # stands in for the execution context and device memory of an activated runner
+        def set_input_shape(self, name, shape):
+            calls.append(("set_input_shape", name, shape))
+            raise RuntimeError("stop here: TensorRT was reached")
+
+    class Recording(TrtRunner):
+        def _activate(self) -> None:
+            self.sidecar = self.check()  # the real checks that run before deserializing
+            self._context, self._memory = Recorder(), Recorder()
+
+        def _deactivate(self) -> None:
+            self._context = self._memory = None
+
+    runner = Recording(_engine(built), precision="fp32")
+    with runner:
+        specs = runner.input_specs()  # from the sidecar
+        assert specs[0].batch_range == (1, 16) and specs[0].shape == ("batch", 3, 32, 32)
+        with pytest.raises(
+            BadInputError,
+            match=r"input 'input' has batch size 17, outside the engine's optimization profile \[1, 16\]; split",
+        ):
+            runner.infer({"input": np.zeros((17, 3, 32, 32), np.float32)})
+        assert calls == []
+        with pytest.raises(RuntimeError, match="TensorRT was reached"):
+            runner.infer({"input": np.zeros((16, 3, 32, 32), np.float32)})
+        assert calls == [("set_input_shape", "input", (16, 3, 32, 32))]
 
 
 def test_a_trusted_engine_without_a_gpu_is_an_environment_problem(built, monkeypatch):
@@ -145,7 +165,7 @@ def test_no_cuda_device_is_a_clear_environment_problem(fake_trt, resnet20_artifa
         pytest.skip("this machine has CUDA")
     result = run("build", resnet20_artifact.path, "--precision", "fp32")
     assert result.exit_code == 4, result.output
-    assert result.stderr == "error: no CUDA device: TensorRT needs an NVIDIA GPU and its driver, and torch sees none\n"
+    assert result.stderr == "error: no CUDA device: torch sees none (an NVIDIA GPU and its driver are needed)\n"
 
 
 def test_build_without_tensorrt_names_the_extra(resnet20_artifact):
@@ -182,5 +202,5 @@ def test_build_cli_bad_profile_exits_2(resnet20_artifact):
 def test_runner_with_unusable_memory_kind_is_an_environment_problem():
     from rbench.runtime.cuda_memory import device_memory
 
-    with pytest.raises(EnvironmentProblem, match="unknown device memory 'cupy'; choose from auto, torch, pycuda"):
+    with pytest.raises(BadInputError, match="unknown device memory 'cupy'; choose from auto, torch, pycuda"):
         device_memory("cupy")

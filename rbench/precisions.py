@@ -1,0 +1,118 @@
+"""The one registry of precisions: the ONNX file each lives in and the parity bounds it is held to.
+
+Everything else derives from it: the CLI's choices, the artifact's file names, the parity tolerances and the
+README's table (a test keeps the README in step).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from rbench.errors import BadInputError, unknown_choice
+
+#: The two input sets of a parity check, in report order.
+INPUT_SETS = ("random", "photos")
+
+
+@dataclass(frozen=True)
+class Tolerance:
+    """Bounds an output must meet against the unfolded FP32 PyTorch reference.
+
+    ``checked`` names the input sets the bounds apply to; NaN/Inf fail on every set. Reduced precisions are judged
+    on real photos only: random tensors are far from any image (INT8 ranges calibrated on photos clip them, and
+    FP16 rounding of a network's noise response says nothing about its images), so their figures are reported and
+    marked "not judged".
+    """
+
+    max_abs_rel: float  # max |out - ref| <= max_abs_rel * max |ref|
+    min_cosine: float  # worst per-sample cosine similarity
+    min_top1: float  # fraction of samples with the same argmax
+    checked: tuple[str, ...] = INPUT_SETS
+
+    def describe(self) -> str:
+        return (
+            f"max abs <= {self.max_abs_rel:g} x max|ref|, cosine >= {self.min_cosine:g}, "
+            f"top-1 >= {self.min_top1:.0%}, on {' and '.join(self.checked)}"
+        )
+
+
+@dataclass(frozen=True)
+class Precision:
+    name: str
+    file: str  # the artifact's ONNX file of this precision
+    tolerance: Tolerance
+    description: str
+    #: Bounds of a model family that differ from ``tolerance``, each set by measurement (README, "Parity").
+    family_tolerance: tuple[tuple[str, Tolerance], ...] = ()
+
+    def bounds(self, family: str | None = None) -> Tolerance:
+        return dict(self.family_tolerance).get(family or "", self.tolerance)
+
+
+PRECISIONS: dict[str, Precision] = {
+    p.name: p
+    for p in (
+        Precision("fp32", "model.onnx", Tolerance(1e-4, 0.99999, 1.0), "folded FP32 graph"),
+        Precision(
+            "fp16",
+            "model.fp16.onnx",
+            Tolerance(1e-2, 0.9999, 1.0, checked=("photos",)),
+            "FP16 graph (onnxconverter-common), FP32 inputs and outputs",
+        ),
+        Precision(
+            "int8",
+            "model.int8.onnx",
+            Tolerance(0.15, 0.99, 0.9, checked=("photos",)),
+            "QDQ graph, symmetric per-channel weights and symmetric activations",
+            # Measured, default export, worst over the photos (README, "INT8 bounds per model family"): CIFAR
+            # ResNets' 10 logits from 32x32 inputs lose more, with depth (resnet56 0.984, resnet110 0.914); random
+            # plain nets amplify rounding (plain20 0.858, plain18 top-1 7/8).
+            family_tolerance=(
+                ("cifar", Tolerance(0.25, 0.9, 0.9, checked=("photos",))),
+                ("plain", Tolerance(0.25, 0.85, 0.85, checked=("photos",))),
+            ),
+        ),
+    )
+}
+
+
+def get_precision(name: str) -> Precision:
+    try:
+        return PRECISIONS[name]
+    except KeyError:
+        raise unknown_choice("precision", name, PRECISIONS) from None
+
+
+def precision_of_file(file_name: str) -> str | None:
+    """The precision whose artifact file is called ``file_name``, if any."""
+    return next((p.name for p in PRECISIONS.values() if p.file == file_name), None)
+
+
+def parse_precisions(text: str) -> list[str]:
+    """A comma list (or ``all``) → registered precisions in registry order; FP32 always first, as the others
+    are made from it."""
+    names = [p.strip().lower() for p in text.split(",") if p.strip()]
+    if names == ["all"]:
+        return list(PRECISIONS)
+    bad = [p for p in names if p not in PRECISIONS]
+    if bad or not names:
+        shown = ", ".join(repr(b) for b in bad) or repr(text)
+        raise BadInputError(f"unknown precision {shown}; choose from {', '.join(PRECISIONS)}, or all")
+    return ["fp32"] + [p for p in PRECISIONS if p in names and p != "fp32"]
+
+
+FAMILY_LABELS = {"every": "every model", "default": "ImageNet ResNets", "cifar": "CIFAR ResNets", "plain": "plain nets"}
+
+
+def markdown_table() -> str:
+    """The README's table of bounds, rendered from this registry (a test keeps the README equal to it)."""
+    rows = ["| precision | model family | max abs error ≤ (× max \\|ref\\|) | cosine ≥ | top-1 ≥ | judged on |"]
+    rows.append("|---|---|---|---|---|---|")
+    for p in PRECISIONS.values():
+        for family, tol in (("default", p.tolerance), *p.family_tolerance):
+            family = FAMILY_LABELS[family if p.family_tolerance else "every"]
+            rows.append(
+                f"| {p.name} | {family} | {tol.max_abs_rel:g} | {tol.min_cosine:g} | {tol.min_top1:.0%} "
+                f"| {', '.join(tol.checked)} |"
+            )
+    return "\n".join(rows)

@@ -1,0 +1,46 @@
+"""The precision registry is the one source of truth: the CLI, the parity bounds and the README derive from it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from rbench.errors import BadInputError
+from rbench.precisions import PRECISIONS, get_precision, markdown_table, parse_precisions, precision_of_file
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_readme_bounds_table_is_the_registry():
+    assert markdown_table() in (ROOT / "README.md").read_text()
+
+
+def test_cli_choices_are_the_registry():
+    from rbench.cli.build import PrecisionChoice as BuildChoice
+    from rbench.cli.parity import PrecisionChoice
+
+    assert [c.value for c in PrecisionChoice] == [c.value for c in BuildChoice] == list(PRECISIONS)
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [("all", ["fp32", "fp16", "int8"]), ("int8", ["fp32", "int8"]), ("INT8, fp16", ["fp32", "fp16", "int8"])],
+)
+def test_precision_lists_put_fp32_first_in_registry_order(text, expected):
+    assert parse_precisions(text) == expected
+
+
+@pytest.mark.parametrize("text", ["fp8", "fp32,bf8", ",", ""])
+def test_unknown_precisions_are_bad_input(text):
+    with pytest.raises(BadInputError, match="unknown precision .*; choose from fp32, fp16, int8, or all"):
+        parse_precisions(text)
+
+
+def test_files_and_families():
+    assert [precision_of_file(p.file) for p in PRECISIONS.values()] == list(PRECISIONS)
+    assert precision_of_file("weights.safetensors") is None
+    int8 = get_precision("int8")
+    assert int8.bounds("imagenet") == int8.bounds(None) == int8.tolerance
+    assert int8.bounds("cifar").min_cosine == 0.9 and int8.bounds("plain").min_top1 == 0.85
+    assert get_precision("fp16").bounds("cifar") == get_precision("fp16").tolerance  # no family override
