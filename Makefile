@@ -8,7 +8,9 @@ PRECISION ?= all
 ENGINE_PRECISION ?= fp16
 ARTIFACTS ?= artifacts
 
-.PHONY: install export engine test lint clean
+BENCH_ARGS ?=
+
+.PHONY: install bench export engine test lint clean
 
 install: $(STAMP)
 
@@ -17,8 +19,13 @@ $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q torch==2.13.0
-	$(BIN)/pip install -q -e '.[dev]'
+	$(BIN)/pip install -q -e '.[dev,openvino]'
 	touch $(STAMP)
+
+# The main job on the built-in default: ResNet-50 exported (fp32, fp16, int8) if missing, then every backend and
+# precision this machine can run, timed over batches 1 and 8, parity on every row; results in results/.
+bench: $(STAMP)
+	$(BIN)/rbench run $(BENCH_ARGS)
 
 export: $(STAMP)
 	$(BIN)/rbench export --model $(MODEL) --precision $(PRECISION) --out $(ARTIFACTS)
@@ -41,5 +48,5 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check rbench tests
 
 clean:
-	rm -rf $(VENV) $(ARTIFACTS) .pytest_cache .ruff_cache build *.egg-info
+	rm -rf $(VENV) $(ARTIFACTS) results .pytest_cache .ruff_cache build *.egg-info
 	find . -name __pycache__ -type d -prune -exec rm -rf {} +

@@ -28,6 +28,14 @@ def resnet20_artifact(tmp_path_factory: pytest.TempPathFactory) -> ExportResult:
 
 
 @pytest.fixture(scope="session")
+def resnet20_all(tmp_path_factory: pytest.TempPathFactory) -> ExportResult:
+    """resnet20 in every exported precision, for tests that only read it."""
+    return export_artifact(
+        ModelConfig("resnet20"), out=tmp_path_factory.mktemp("artifacts"), precisions=("fp32", "fp16", "int8")
+    )
+
+
+@pytest.fixture(scope="session")
 def resnet50_artifact(tmp_path_factory: pytest.TempPathFactory) -> ExportResult:
     """The default model in every precision, as `make export` makes it, once per session (about a minute)."""
     return export_artifact(

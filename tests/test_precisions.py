@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from rbench.errors import BadInputError
-from rbench.precisions import PRECISIONS, get_precision, markdown_table, parse_precisions, precision_of_file
+from rbench.precisions import EXPORTED, PRECISIONS, get_precision, markdown_table, parse_precisions, precision_of_file
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -20,7 +20,8 @@ def test_cli_choices_are_the_registry():
     from rbench.cli.build import PrecisionChoice as BuildChoice
     from rbench.cli.parity import PrecisionChoice
 
-    assert [c.value for c in PrecisionChoice] == [c.value for c in BuildChoice] == list(PRECISIONS)
+    assert [c.value for c in PrecisionChoice] == list(PRECISIONS)
+    assert [c.value for c in BuildChoice] == list(EXPORTED) == ["fp32", "fp16", "int8"]
 
 
 @pytest.mark.parametrize(
@@ -38,7 +39,7 @@ def test_unknown_precisions_are_bad_input(text):
 
 
 def test_files_and_families():
-    assert [precision_of_file(p.file) for p in PRECISIONS.values()] == list(PRECISIONS)
+    assert [precision_of_file(p.file) for p in PRECISIONS.values()] == ["fp32", "fp16", "int8", "fp32"]
     assert precision_of_file("weights.safetensors") is None
     int8 = get_precision("int8")
     assert int8.bounds("imagenet") == int8.bounds(None) == int8.tolerance

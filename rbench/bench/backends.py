@@ -5,15 +5,25 @@ from __future__ import annotations
 from rbench.errors import BadInputError
 from rbench.export.artifact import ENGINE_DIR, Artifact
 from rbench.precisions import get_precision
-from rbench.runtime import OrtRunner, Runner, TorchRunner, TrtRunner, get_backend, gpu_providers
+from rbench.runtime import (
+    CompiledTorchRunner,
+    OpenVinoRunner,
+    OrtRunner,
+    Runner,
+    TorchRunner,
+    TrtRunner,
+    get_backend,
+    gpu_providers,
+)
 
 
 def runner_for(artifact: Artifact, backend: str, precision: str = "fp32") -> Runner:
     """The runner of ``backend`` for one precision of an artifact (not yet active).
 
     ``ort*`` run that precision's ONNX file (on the CPU, CUDA or TensorRT provider, the GPU ones with IOBinding);
-    ``torch`` runs the artifact's weights eagerly with BatchNorm folded; ``trt`` runs the engine ``rbench build``
-    made for that precision.
+    ``openvino`` runs it on OpenVINO's CPU plugin with an explicit precision hint; ``torch`` runs the artifact's
+    weights eagerly with BatchNorm folded, ``torch-compile`` the same under ``torch.compile``; ``trt`` runs the
+    engine ``rbench build`` made for that precision.
     """
     get_backend(backend)
     get_precision(precision)
@@ -21,13 +31,16 @@ def runner_for(artifact: Artifact, backend: str, precision: str = "fp32") -> Run
         return OrtRunner(artifact.onnx_path(precision), precision=precision)
     if backend in ("ort-cuda", "ort-trt"):
         return _ort_gpu(artifact, backend, precision)
-    if backend == "torch":
+    if backend in ("torch", "torch-compile"):
         from rbench.export.fold import fold_batchnorm
 
-        def folded():
+        def folded() -> object:
             return fold_batchnorm(artifact.reference_model()).module
 
-        return TorchRunner(folded, artifact.input_shape, variant="folded", precision=precision)
+        kind = TorchRunner if backend == "torch" else CompiledTorchRunner
+        return kind(folded, artifact.input_shape, variant="folded", precision=precision)
+    if backend == "openvino":
+        return OpenVinoRunner(artifact.onnx_path(precision), precision)
     engine = artifact.engine_path(precision)
     if not engine.is_file():
         raise BadInputError(

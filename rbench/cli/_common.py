@@ -33,7 +33,7 @@ except ImportError:  # pragma: no cover
 
 out = Console(highlight=False)
 err = Console(stderr=True, highlight=False)
-_state = {"debug": False}
+_state: dict[str, Any] = {"debug": False, "argv": ["rbench"]}
 F = TypeVar("F", bound=Callable[..., Any])
 
 
@@ -60,6 +60,7 @@ class RbenchGroup(TyperGroup):
         end = args.index("--") if "--" in args else len(args)
         _state["debug"] = "--debug" in args[:end]
         args = [a for i, a in enumerate(args) if not (a == "--debug" and i < end)]
+        _state["argv"] = ["rbench", *args]  # the command line, as reports record it
         previous = signal.signal(signal.SIGTERM, _terminate)
         try:
             code = self._run(args, prog_name, complete_var, **extra)

@@ -10,7 +10,7 @@ import typer
 
 from rbench.cli._common import add_columns, app, choices, err, explicit, handle_errors, mark, out, progress, table
 from rbench.export.precision import CALIBRATION_METHODS, Fp16Config, Int8Config
-from rbench.precisions import PRECISIONS
+from rbench.precisions import EXPORTED
 
 CalibMethod = choices("CalibMethod", CALIBRATION_METHODS)
 IoType = choices("IoType", ("fp32", "fp16"))
@@ -30,7 +30,7 @@ def export(
     opset: int = typer.Option(17, help="ONNX opset (13 to 20)."),
     static_batch: bool = typer.Option(False, help="Fix the batch dimension at 1."),
     simplify: bool = typer.Option(False, help="Simplify the graph with onnxslim."),
-    precision: str = typer.Option("fp32", help=f"Comma list of {', '.join(PRECISIONS)}, or 'all'."),
+    precision: str = typer.Option("fp32", help=f"Comma list of {', '.join(EXPORTED)}, or 'all'."),
     shortcut: str = typer.Option("A", help="CIFAR ResNets only: shortcut option A (zero-pad) or B (projection)."),
     io: IoType = typer.Option("fp32", help="FP16 model's input/output type (needs fp16 in --precision)."),  # type: ignore[valid-type]
     calibration: str = typer.Option(

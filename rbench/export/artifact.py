@@ -19,7 +19,7 @@ from torch import nn
 from rbench._io import read_json_record, sha256_file, verify_sha256
 from rbench.data import Preprocess
 from rbench.errors import BadInputError
-from rbench.precisions import PRECISIONS, get_precision
+from rbench.precisions import EXPORTED, get_precision
 
 MANIFEST = "manifest.json"
 WEIGHTS_FILE = "weights.safetensors"
@@ -88,7 +88,8 @@ class Artifact:
 
     def onnx_path(self, precision: str) -> Path:
         """The verified ONNX file of one precision."""
-        get_precision(precision)
+        if not get_precision(precision).exported:
+            precision = "fp32"  # bf16 is an execution setting on the FP32 file
         entry = self.manifest["precisions"].get(precision)
         if entry is None:
             raise BadInputError(
@@ -130,7 +131,7 @@ class Artifact:
         args += ["--opset", str(export.get("opset", 17))]
         args += [] if export.get("dynamic_batch", True) else ["--static-batch"]
         args += ["--simplify"] if export.get("simplify") else []
-        wanted = [p for p in PRECISIONS if p in self.precisions or p in add]
+        wanted = [p for p in EXPORTED if p in self.precisions or p in add]
         for precision in wanted:
             args += _settings_args(precision, m["precisions"].get(precision, {}).get("settings", {}))
         args += ["--precision", ",".join(wanted), "--out", str(self.path.parent)]

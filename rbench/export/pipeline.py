@@ -41,7 +41,7 @@ from rbench.export.precision import (
 )
 from rbench.models import ModelConfig, create_model, get_spec, validate_model_config
 from rbench.models.weights import state_dict_sha256
-from rbench.precisions import PRECISIONS, get_precision
+from rbench.precisions import EXPORTED, PRECISIONS, get_precision
 from rbench.progress import Progress, Silent
 
 __all__ = ["ExportResult", "ModelConfig", "ParityOutcome", "export_artifact"]
@@ -85,8 +85,12 @@ def export_artifact(
     """Export one model into ``out/<model>-<digest>/``, check each precision with ``parity``; return where and how
     well. Every setting is checked before any heavy work."""
     for precision in precisions:
-        get_precision(precision)
-    precisions = [p for p in PRECISIONS if p in precisions or p == "fp32"]
+        if not get_precision(precision).exported:
+            raise BadInputError(
+                f"{precision} is an execution setting on the FP32 model, not a file of its own: "
+                f"export fp32 and run it with rbench run --precision {precision}"
+            )
+    precisions = [p for p in EXPORTED if p in precisions or p == "fp32"]
     validate_model_config(model_config)
     validate_export_config(export_config)
     if "int8" in precisions:

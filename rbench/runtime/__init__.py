@@ -7,14 +7,17 @@ runner. Only the torch and ONNX Runtime CPU runners import their library here; t
 from __future__ import annotations
 
 from rbench.runtime.base import Runner, TensorSpec, validate_feed
+from rbench.runtime.openvino_runner import OpenVinoRunner
 from rbench.runtime.ort_runner import OrtRunner, gpu_providers
 from rbench.runtime.registry import BACKENDS, Backend, get_backend
-from rbench.runtime.torch_runner import TorchRunner
+from rbench.runtime.torch_runner import CompiledTorchRunner, TorchRunner
 from rbench.runtime.trt_runner import TrtRunner
 
 __all__ = [
     "BACKENDS",
     "Backend",
+    "CompiledTorchRunner",
+    "OpenVinoRunner",
     "OrtRunner",
     "Runner",
     "TensorSpec",

@@ -12,6 +12,7 @@ import abc
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from types import TracebackType
+from typing import Any
 
 import numpy as np
 
@@ -120,6 +121,10 @@ class Runner(abc.ABC):
         if check_inputs:
             validate_feed(feed, self.input_specs())
         return self._infer(feed)
+
+    def settings(self) -> dict[str, Any]:
+        """What this runner runs with (threads, providers, hints), for reports; valid while active."""
+        return {}
 
     @abc.abstractmethod
     def input_specs(self) -> list[TensorSpec]:

@@ -93,6 +93,14 @@ class OrtRunner(Runner):
             first = first_line(exc)
             raise BadInputError(f"ONNX Runtime cannot load {self._describe()}: {first}") from None
 
+    def settings(self) -> dict[str, Any]:
+        options = self.session.get_session_options() if self.session is not None else None
+        return {
+            "providers": self.session.get_providers() if self.session is not None else self.providers,
+            "intra_op_threads": options.intra_op_num_threads if options is not None else self.intra_op_threads,
+            "io_binding": self.io_binding,
+        }
+
     def _describe(self) -> str:
         return "the model bytes" if isinstance(self._model, bytes) else str(self._model)
 

@@ -1,17 +1,34 @@
-"""Eager PyTorch: the FP32 reference, or any variant of it (BatchNorm folded by the caller, channels-last, FP16)."""
+"""Eager PyTorch: the FP32 reference, or any variant of it (BatchNorm folded by the caller, channels-last, reduced
+precision), and the same model under ``torch.compile``.
+
+Precisions: ``fp32`` (TF32 off on CUDA, so FP32 means FP32), ``fp16`` (weights and activations in half; CUDA, or a
+CPU with native FP16 arithmetic), ``bf16`` (autocast: convolutions and matmuls in bfloat16, the rest FP32).
+Inputs and outputs stay FP32.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+import contextlib
+import copy
+from collections.abc import Callable, Iterator, Mapping
+from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
 
+from rbench.env import cpu_flags
 from rbench.errors import EnvironmentProblem, unknown_choice
 from rbench.runtime.base import Runner, TensorSpec
 
-TORCH_DTYPES = {"fp32": torch.float32, "fp16": torch.float16}
+TORCH_DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.float32}  # bf16: autocast on FP32
+
+
+def fp16_unsupported(device: str) -> str | None:
+    """Why eager FP16 cannot run here, or ``None``: CPUs without native FP16 arithmetic emulate it slowly."""
+    if device.startswith("cuda") or "avx512_fp16" in cpu_flags() or "amx_fp16" in cpu_flags():
+        return None
+    return "no native FP16 on this CPU"
 
 
 class TorchRunner(Runner):
@@ -24,7 +41,8 @@ class TorchRunner(Runner):
         variant: a label for reports: ``eager`` (the reference) or ``folded``.
         channels_last: run in NHWC memory format.
         device: ``"cpu"`` or ``"cuda"``.
-        precision: ``"fp32"``, or ``"fp16"`` (weights and activations in half; inputs and outputs stay FP32).
+        precision: ``"fp32"``, ``"fp16"`` or ``"bf16"`` (see the module docstring).
+        threads: intra-op threads while active (0: leave torch's setting); restored on release.
     """
 
     backend = "torch"
@@ -39,6 +57,7 @@ class TorchRunner(Runner):
         precision: str = "fp32",
         input_name: str = "input",
         output_name: str = "logits",
+        threads: int = 0,
     ) -> None:
         if precision not in TORCH_DTYPES:
             raise unknown_choice("torch runner precision", precision, TORCH_DTYPES)
@@ -49,31 +68,98 @@ class TorchRunner(Runner):
         self.channels_last = channels_last
         self.input_name = input_name
         self.output_name = output_name
-        self.model: nn.Module | None = None
+        self.threads = threads
+        self.model: Any = None
+        self._saved_threads = 0
 
     def input_specs(self) -> list[TensorSpec]:
         return [TensorSpec(self.input_name, np.dtype(np.float32), ("batch", *self.input_shape))]
 
+    def settings(self) -> dict[str, Any]:
+        """What this runner runs with, for reports."""
+        return {
+            "variant": self.variant,
+            "channels_last": self.channels_last,
+            "threads": torch.get_num_threads(),
+            "autocast": "bfloat16" if self.precision == "bf16" else None,
+            "tf32": False if self.device.startswith("cuda") else None,
+        }
+
     def _activate(self) -> None:
         if self.device.startswith("cuda") and not torch.cuda.is_available():
             raise EnvironmentProblem(f"device {self.device!r} requested but torch sees no CUDA device")
-        import copy
-
+        if self.precision == "fp16" and (why := fp16_unsupported(self.device)):
+            raise EnvironmentProblem(why)
+        if self.device.startswith("cuda"):
+            torch.backends.cuda.matmul.allow_tf32 = False
+            torch.backends.cudnn.allow_tf32 = False
+        self._saved_threads = torch.get_num_threads()
+        if self.threads:
+            torch.set_num_threads(self.threads)
         source = self._source if isinstance(self._source, nn.Module) else self._source()
         model = copy.deepcopy(source).eval()  # never change the caller's module (dtype, memory format)
         model = model.to(self.device, TORCH_DTYPES[self.precision])
         if self.channels_last:
             model = model.to(memory_format=torch.channels_last)
-        self.model = model
+        self.model = self._wrap(model)
+
+    def _wrap(self, model: nn.Module) -> Any:
+        """What ``_infer`` calls: the module itself here; ``torch.compile``'s wrapper in the subclass."""
+        return model
 
     def _deactivate(self) -> None:
         self.model = None
+        if self._saved_threads:
+            torch.set_num_threads(self._saved_threads)
 
-    @torch.inference_mode()
+    @contextlib.contextmanager
+    def _context(self) -> Iterator[None]:
+        with torch.inference_mode():
+            if self.precision == "bf16":
+                with torch.autocast(self.device.split(":")[0], dtype=torch.bfloat16):
+                    yield
+            else:
+                yield
+
     def _infer(self, feed: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         assert self.model is not None
         x = torch.from_numpy(feed[self.input_name]).to(self.device, TORCH_DTYPES[self.precision])
         if self.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
-        y = self.model(x)
+        with self._context():
+            y = self.model(x)
         return {self.output_name: y.float().cpu().numpy()}
+
+
+class CompiledTorchRunner(TorchRunner):
+    """The same model under ``torch.compile`` (inductor).
+
+    CPU: weight freezing (``torch._inductor.config.freezing``), which folds weights and prepacks oneDNN ones. CUDA:
+    ``max-autotune`` with CUDA graphs. The first call at each input shape compiles: a benchmark times it apart.
+    ``compiles()`` counts compilations so far, so a recompilation during timing (a new shape, or the recompile limit
+    reached and a silent fall back to eager) can be detected.
+    """
+
+    backend = "torch-compile"
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("variant", "compiled")
+        super().__init__(*args, **kwargs)
+        self.mode = "max-autotune" if self.device.startswith("cuda") else "default"
+
+    def settings(self) -> dict[str, Any]:
+        return {**super().settings(), "mode": self.mode, "freezing": not self.device.startswith("cuda")}
+
+    def _wrap(self, model: nn.Module) -> Any:
+        import torch._inductor.config as inductor
+
+        if not self.device.startswith("cuda"):
+            inductor.freezing = True
+        return torch.compile(model, mode=self.mode, dynamic=False)
+
+    @staticmethod
+    def compiles() -> int:
+        """Frames dynamo has compiled in this process (a process-wide counter: compare before and after)."""
+        from torch._dynamo.utils import counters
+
+        return int(counters["frames"]["total"])

@@ -12,7 +12,7 @@ from rbench.export.artifact import Artifact
 from rbench.runtime import BACKENDS, OrtRunner, TorchRunner
 
 # One factory per backend that runs on a CPU; the GPU-only backends have their contract tests in test_gpu_backends.py.
-CPU_BACKENDS = ("ort", "torch")
+CPU_BACKENDS = ("torch", "torch-compile", "ort", "openvino")
 
 
 def test_every_backend_has_a_contract_test():
@@ -162,7 +162,8 @@ def test_the_cli_offers_exactly_the_registered_backends():
 
 def test_unknown_backend_lists_the_valid_ones(resnet20_artifact):
     with pytest.raises(
-        BadInputError, match="unknown backend 'tensorflow'; choose from ort, ort-cuda, ort-trt, torch, trt"
+        BadInputError,
+        match="unknown backend 'tensorflow'; choose from torch, torch-compile, ort, openvino, trt, ort-cuda, ort-trt",
     ):
         runner_for(Artifact.open(resnet20_artifact.path), "tensorflow")
 

@@ -1,0 +1,48 @@
+"""``BenchConfig``: every setting of a benchmark run, frozen, with the defaults ``rbench run`` shows in ``--help``."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from rbench.errors import BadInputError
+
+
+@dataclass(frozen=True)
+class BenchConfig:
+    """How each point of the sweep is timed (after trtexec and MLPerf: warm-up by time, then timed runs until both
+    the duration and the minimum count are reached).
+
+    The defaults keep ``make bench`` (ResNet-50, every backend and precision, first export included) within five
+    minutes on two cores: batches 1 and 8, 1 s of warm-up and 3 s of timing per point.
+    """
+
+    batch_sizes: tuple[int, ...] = (1, 8)
+    warmup_s: float = 1.0
+    duration_s: float = 3.0
+    min_iterations: int = 10
+    threads: int = 0  # 0: every core this process may use
+    seed: int = 0
+    pool_size: int = 32  # distinct preprocessed images the inputs are drawn from
+    device: str = "cpu"
+
+    def __post_init__(self) -> None:
+        if not self.batch_sizes or any(b < 1 or b > 4096 for b in self.batch_sizes):
+            raise BadInputError(f"--batch-sizes must be 1 to 4096, got {','.join(map(str, self.batch_sizes))}")
+        if not 0 <= self.warmup_s <= 3600 or not 0 < self.duration_s <= 3600:
+            raise BadInputError(
+                f"--warmup-s must be 0 to 3600 and --duration-s above 0 up to 3600, got {self.warmup_s} and "
+                f"{self.duration_s}"
+            )
+        if not 1 <= self.min_iterations <= 1_000_000:
+            raise BadInputError(f"--min-iterations must be 1 or more, got {self.min_iterations}")
+        if not 0 <= self.threads <= 1024:
+            raise BadInputError(f"--threads must be 0 (all cores) to 1024, got {self.threads}")
+        if self.seed < 0:
+            raise BadInputError(f"--seed must be 0 or more, got {self.seed}")
+        if self.device not in ("cpu", "cuda"):
+            raise BadInputError(f"device must be cpu or cuda, got {self.device!r}")
+
+    def resolved_threads(self) -> int:
+        from rbench.env import logical_cores
+
+        return self.threads or logical_cores()

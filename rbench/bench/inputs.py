@@ -1,0 +1,28 @@
+"""The inputs a benchmark times: a pool of distinct preprocessed images, never one tensor repeated.
+
+The pool is the built-in photos plus augmented crops of them (random resized crops and flips), shuffled by the seed;
+batch ``i`` of size ``b`` takes images ``i*b ...`` cyclically. Every batch is made and validated once, before any
+timing, so the timed loop only indexes a list.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from rbench.data import Preprocess, augmented_photos, builtin_photos, preprocess_batch
+
+
+def image_pool(preprocess: Preprocess, size: int = 32, seed: int = 0) -> np.ndarray:
+    """``size`` distinct images: the photos themselves, then augmented crops, in a seeded order."""
+    photos = preprocess_batch(builtin_photos(), preprocess)
+    extra = max(0, size - len(photos))
+    crops = augmented_photos(extra, preprocess, seed=seed) if extra else photos[:0]
+    pool = np.concatenate([photos, crops])[:size]
+    return pool[np.random.default_rng(seed).permutation(len(pool))]
+
+
+def batches(pool: np.ndarray, batch: int, count: int | None = None) -> list[np.ndarray]:
+    """Contiguous batches drawn cyclically from the pool: ``count`` of them (default: enough to use every image)."""
+    count = count or max(1, -(-len(pool) // batch))
+    index = (np.arange(count * batch) % len(pool)).reshape(count, batch)
+    return [np.ascontiguousarray(pool[i]) for i in index]

@@ -1,0 +1,97 @@
+"""PNG plots that read without the table: titles with units, the machine named, skipped rows listed."""
+
+from __future__ import annotations
+
+import io
+from typing import Any
+
+from rbench.bench.report import machine
+
+
+def _figure(title: str, data: dict[str, Any]) -> tuple[Any, Any]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(9, 5.5), dpi=110)
+    fig.suptitle(title, fontsize=12)
+    ax.set_title(f"{data['artifact'].rsplit('/', 1)[-1]} on {machine(data)}", fontsize=8)
+    from rbench.bench.report import skipped_groups
+
+    skipped = [f"{label} ({why})" for _, label, why in skipped_groups(data)]
+    if skipped:
+        text = "did not run: " + "; ".join(skipped)
+        fig.text(0.01, 0.01, text if len(text) < 400 else text[:397] + "...", fontsize=6, wrap=True)
+    return fig, ax
+
+
+def _png(fig: Any) -> bytes:
+    import matplotlib.pyplot as plt
+
+    buffer = io.BytesIO()
+    fig.tight_layout(rect=(0, 0.06, 1, 1))
+    fig.savefig(buffer, format="png")
+    plt.close(fig)
+    return buffer.getvalue()
+
+
+def _series(data: dict[str, Any], key: str) -> list[tuple[str, list[int], list[float]]]:
+    out = []
+    for r in data["rows"]:
+        points = [p for p in r["points"] if p["stats"]]
+        if points:
+            out.append((r["label"], [p["batch"] for p in points], [key_of(p, key) for p in points]))
+    return out
+
+
+def key_of(point: dict[str, Any], key: str) -> float:
+    value = point["stats"][key]
+    return value * 1e3 if key != "throughput" else value
+
+
+def latency_plot(data: dict[str, Any]) -> bytes:
+    fig, ax = _figure("Latency per batch: p50 (solid) and p99 (dashed)", data)
+    for (label, batches, p50), (_, _, p99) in zip(_series(data, "p50"), _series(data, "p99"), strict=True):
+        line = ax.plot(batches, p50, marker="o", label=label)[0]
+        ax.plot(batches, p99, linestyle="--", color=line.get_color())
+    ax.set(xlabel="batch size (images)", ylabel="latency per batch (ms, log)", xscale="log", yscale="log")
+    ax.legend(fontsize=7, ncols=2)
+    ax.grid(alpha=0.3)
+    return _png(fig)
+
+
+def throughput_plot(data: dict[str, Any]) -> bytes:
+    fig, ax = _figure("Throughput vs batch size", data)
+    for label, batches, values in _series(data, "throughput"):
+        ax.plot(batches, values, marker="o", label=label)
+    ax.set(xlabel="batch size (images)", ylabel="throughput (images/s)", xscale="log")
+    ax.legend(fontsize=7, ncols=2)
+    ax.grid(alpha=0.3)
+    return _png(fig)
+
+
+def speedup_plot(data: dict[str, Any]) -> bytes:
+    import numpy as np
+
+    fig, ax = _figure("Speedup over eager PyTorch FP32 (throughput ratio, same batch, same run)", data)
+    base = {
+        p["batch"]: p["stats"]["throughput"] for r in data["rows"] if r["baseline"] for p in r["points"] if p["stats"]
+    }
+    series = [(label, dict(zip(b, v, strict=True))) for label, b, v in _series(data, "throughput")]
+    batch_sizes = sorted(base)
+    width = 0.8 / max(1, len(batch_sizes))
+    y = np.arange(len(series))
+    for i, batch in enumerate(batch_sizes):
+        ratios = [values.get(batch, 0) / base[batch] for _, values in series]
+        ax.barh(y + i * width, ratios, height=width, label=f"batch {batch}")
+    ax.set_yticks(y + width * (len(batch_sizes) - 1) / 2, [label for label, _ in series], fontsize=7)
+    ax.axvline(1.0, color="black", linewidth=0.8)
+    ax.set(xlabel="speedup (x, higher is faster)")
+    ax.legend(fontsize=7)
+    ax.grid(alpha=0.3, axis="x")
+    return _png(fig)
+
+
+def plots(data: dict[str, Any]) -> dict[str, bytes]:
+    return {"latency": latency_plot(data), "throughput": throughput_plot(data), "speedup": speedup_plot(data)}

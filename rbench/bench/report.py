@@ -1,0 +1,115 @@
+"""``report.md``: the three questions of a run, answered from ``results.json``'s data: how fast, how close to
+PyTorch, how close to what this machine can do."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def _ms(seconds: float | None) -> str:
+    return "" if seconds is None else f"{seconds * 1e3:.2f}"
+
+
+def _pct(share: float | None) -> str:
+    return "" if share is None else f"{share:.0%}"
+
+
+def machine(data: dict[str, Any]) -> str:
+    env = data["environment"]
+    cpu = f"{env['cpu']['model']} ({env['cpu']['logical_cores']} cores)"
+    gpu = env["gpu"].get("name")
+    return f"{cpu}, {gpu}" if gpu else cpu
+
+
+def markdown(data: dict[str, Any]) -> str:
+    config, env = data["config"], data["environment"]
+    lines = [
+        f"# rbench run: {data['artifact'].rsplit('/', 1)[-1]}",
+        "",
+        f"{machine(data)}; {data['created']}; rbench {env['libraries'].get('rbench')} "
+        f"({(env.get('rbench_git_sha') or 'no git')[:12]}), torch {env['libraries'].get('torch')}, "
+        f"onnxruntime {env['libraries'].get('onnxruntime')}, openvino {env['libraries'].get('openvino')}.",
+        f"Command: `{' '.join(data['command'])}` (seed {data['seed']}).",
+        "",
+        f"Each point: {config['warmup_s']:g} s of warm-up, then timed calls until {config['duration_s']:g} s and "
+        f"{config['min_iterations']} calls have passed; inputs drawn from {config['pool_size']} distinct "
+        f"preprocessed images, validated once outside the timed region. Latency is per call (one batch), host clock; "
+        f"the harness itself costs {data['harness_overhead_s'] * 1e6:.1f} µs per call.",
+        "",
+        "## How fast, and how close to this machine's peak",
+        "",
+        "| row | executed | batch | p50 ms | p99 ms | images/s | vs eager fp32 | GFLOP/s | of peak | notes |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    lines += _speed_rows(data)
+    lines += ["", "## How close to PyTorch FP32 (unfolded), on the built-in photos", ""]
+    lines += ["| row | max err / max\\|ref\\| | cosine | top-1 | bounds | parity |", "|---|---|---|---|---|---|"]
+    lines += _parity_rows(data)
+    lines += ["", "## Cold start", "", "| row | session / compile s | first call ms (per batch) |", "|---|---|---|"]
+    lines += [
+        f"| {r['label']} | {r['session_s']:.2f} | "
+        + ", ".join(f"b{p['batch']}: {_ms(p['first_inference_s'])}" for p in r["points"])
+        + " |"
+        for r in data["rows"]
+        if r["session_s"] is not None
+    ]
+    lines += ["", "## Peak per precision (best 2048³ GEMM of each library, measured in this run)", ""]
+    lines += ["| precision | library | GFLOP/s |", "|---|---|---|"]
+    lines += [
+        f"| {p['precision']} | {p['library']} | {p['gflops']:.0f} |" for p in data["peaks"]["probes"] if p["gflops"]
+    ]
+    skipped = [r for r in data["rows"] if r["skipped"] or r["error"]]
+    if skipped:
+        lines += ["", "## Skipped", ""]
+        lines += [
+            f"- {r['label']}: {'skipped: ' + r['skipped'] if r['skipped'] else 'error: ' + r['error']}" for r in skipped
+        ]
+    lines += ["", f"Verdict: {'PASS' if data['passed'] else 'FAIL'} (parity and finite outputs on every row).", ""]
+    return "\n".join(lines)
+
+
+def skipped_groups(data: dict[str, Any]) -> list[tuple[str, str, str]]:
+    """(``skipped`` or ``error``, "backend variant precisions", reason), one per backend, variant and reason."""
+    groups: dict[tuple[str, str, str], list[str]] = {}
+    for r in data["rows"]:
+        if r["skipped"] or r["error"]:
+            kind, why = ("skipped", r["skipped"]) if r["skipped"] else ("error", r["error"])
+            groups.setdefault((kind, f"{r['backend']} {r['variant']}".strip(), why), []).append(r["precision"])
+    return [(kind, f"{name} {', '.join(precisions)}", why) for (kind, name, why), precisions in groups.items()]
+
+
+def _speed_rows(data: dict[str, Any]) -> list[str]:
+    base = {
+        p["batch"]: p["stats"]["throughput"] for r in data["rows"] if r["baseline"] for p in r["points"] if p["stats"]
+    }
+    lines = []
+    for r in data["rows"]:
+        for p in r["points"]:
+            if p["error"]:
+                lines.append(f"| {r['label']} | {r['executed']} | {p['batch']} | | | | | | | error: {p['error']} |")
+                continue
+            s, e = p["stats"], p.get("efficiency") or {}
+            notes = list(p["warnings"]) + (["recompiled during timing"] if r["recompiled"] else [])
+            notes += ["probe beaten: the peak is a lower bound"] if e.get("probe_beaten") else []
+            speed = f"{s['throughput'] / base[p['batch']]:.2f}x" if p["batch"] in base else ""
+            lines.append(
+                f"| {r['label']} | {r['executed']} | {p['batch']} | {_ms(s['p50'])} | {_ms(s['p99'])} | "
+                f"{s['throughput']:.1f} | {speed} | {e.get('gflops', 0):.0f} | {_pct(e.get('share_of_peak'))} | "
+                f"{'; '.join(notes)} |"
+            )
+    return lines
+
+
+def _parity_rows(data: dict[str, Any]) -> list[str]:
+    lines = []
+    for r in data["rows"]:
+        q = r["parity"]
+        if not q:
+            continue
+        b = q["bounds"]
+        verdict = "pass" if q["passed"] else "**FAIL**: " + "; ".join(q["failing"])
+        lines.append(
+            f"| {r['label']} | {q['max_abs_rel']:.2e} | {q['cosine']} | {q['top1']:.0%} | "
+            f"≤ {b['max_abs_rel']:g}, ≥ {b['cosine']:g}, ≥ {b['top1']:.0%} | {verdict} |"
+        )
+    return lines

@@ -1,0 +1,266 @@
+"""``rbench run``: prepare the artifact, then every row: activate, parity on the photos, sweep the batch sizes.
+
+Every figure comes from this run on this machine: parity against PyTorch FP32 (unfolded) on the photos, latency
+statistics from raw samples, the harness's own overhead, and the machine's peak per precision.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from rbench.bench.config import BenchConfig
+from rbench.bench.inputs import image_pool
+from rbench.bench.parity import compare, infer_in_batches, sig, tolerance_for
+from rbench.bench.peak import Probe, best_per_precision, measure_peaks
+from rbench.bench.plan import RowPlan, plan_rows
+from rbench.bench.sweep import Point, harness_overhead, sweep, timed_activation
+from rbench.errors import first_line
+from rbench.export.artifact import Artifact
+from rbench.progress import Progress, Silent
+
+
+@dataclass
+class Row:
+    """One backend × precision: what ran, how close to PyTorch, and a point per batch size."""
+
+    backend: str
+    precision: str
+    variant: str
+    label: str
+    device: str
+    file: str | None
+    baseline: bool = False
+    skipped: str | None = None
+    error: str | None = None
+    executed: str | None = None  # the precision that actually executed
+    threads: int | None = None
+    settings: dict[str, Any] = field(default_factory=dict)
+    session_s: float | None = None
+    parity: dict[str, Any] = field(default_factory=dict)
+    points: list[Point] = field(default_factory=list)
+    recompiled: bool = False
+
+    @property
+    def failed(self) -> bool:
+        """A parity failure, or NaN/Inf in the timed outputs: the run exits 1."""
+        return bool(self.parity and not self.parity["passed"]) or any(p.nonfinite for p in self.points)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "points": [p.to_dict() for p in self.points], "failed": self.failed}
+
+
+@dataclass
+class RunResult:
+    artifact: Path
+    rows: list[Row]
+    peaks: list[Probe]
+    overhead_s: float
+    macs: int
+    config: BenchConfig
+
+    @property
+    def passed(self) -> bool:
+        return not any(r.failed for r in self.rows)
+
+
+def run_benchmark(
+    artifact: Artifact,
+    backends: list[str],
+    precisions: list[str],
+    config: BenchConfig,
+    progress: Progress = Silent(),
+    on_row: Callable[[Row], None] = lambda row: None,
+) -> RunResult:
+    """Time every row of ``plan_rows`` on ``artifact``; a row that cannot run says why, and the run goes on."""
+    from rbench.models.stats import stage_stats
+    from rbench.runtime import TorchRunner
+
+    threads = config.resolved_threads()
+    pool = image_pool(artifact.preprocess, config.pool_size, config.seed)
+    photos = {artifact.input_name: pool_photos(artifact)}
+    progress.step("PyTorch FP32 reference outputs and MACs")
+    model = artifact.reference_model()
+    macs = sum(s.macs for s in stage_stats(model, artifact.input_shape))
+    with TorchRunner(model, artifact.input_shape) as reference:
+        expected = infer_in_batches(reference, photos)
+    progress.step("measuring this machine's peak (best large GEMM per precision)")
+    peaks = measure_peaks(threads)
+    progress.step("measuring the harness's own overhead")
+    overhead = harness_overhead(pool, config, artifact.input_name)
+    rows = []
+    for plan in plan_rows(artifact, backends, precisions, config.device, threads):
+        progress.step(f"{plan.label}", total=len(config.batch_sizes))
+        rows.append(_run_row(plan, artifact, pool, photos, expected, config, progress))
+        if rows[-1].failed:
+            progress.fail()
+        on_row(rows[-1])
+    return RunResult(artifact.path, rows, peaks, overhead, macs, config)
+
+
+def pool_photos(artifact: Artifact) -> np.ndarray:
+    from rbench.data import builtin_photos, preprocess_batch
+
+    return preprocess_batch(builtin_photos(), artifact.preprocess)
+
+
+def _run_row(
+    plan: RowPlan,
+    artifact: Artifact,
+    pool: np.ndarray,
+    photos: dict[str, np.ndarray],
+    expected: dict[str, np.ndarray],
+    config: BenchConfig,
+    progress: Progress,
+) -> Row:
+    row = Row(plan.backend, plan.precision, plan.variant, plan.label, config.device, plan.file, plan.baseline)
+    if plan.factory is None:
+        row.skipped = plan.skip
+        return row
+    try:
+        runner = plan.factory()
+        row.device = runner.device
+        row.session_s = timed_activation(runner)
+    except Exception as exc:  # a backend that cannot start here: its row says why
+        row.skipped = first_line(exc)
+        return row
+    try:
+        row.settings = runner.settings()
+        row.threads = _threads(row.settings)
+        row.executed = executed_precision(plan.backend, plan.precision, row.settings)
+        row.parity = _parity(runner, photos, expected, plan.precision, artifact.bounds_family)
+        compiles = getattr(runner, "compiles", None)
+        before = compiles() if compiles else 0
+        row.points = sweep(runner, pool, config, artifact.input_name, on_point=lambda point: progress.advance())
+        row.recompiled = bool(compiles) and _recompiled_during_timing(compiles, before, len(config.batch_sizes))
+    except Exception as exc:
+        row.error = f"{type(exc).__name__}: {first_line(exc)}"
+    finally:
+        runner.deactivate()
+    return row
+
+
+def _recompiled_during_timing(compiles: Callable[[], int], before: int, shapes: int) -> bool:
+    """One compilation per batch size is expected (in its cold call); more means a recompile while timing."""
+    return compiles() - before > shapes
+
+
+def _threads(settings: dict[str, Any]) -> int | None:
+    for key in ("threads", "intra_op_threads", "INFERENCE_NUM_THREADS"):
+        if key in settings and str(settings[key]).isdigit():
+            return int(settings[key])
+    return None
+
+
+def executed_precision(backend: str, precision: str, settings: dict[str, Any]) -> str:
+    """What actually ran, in words: the runtime graph's convolution precisions (OpenVINO), the autocast dtype
+    (torch), or the graph's own types (ONNX Runtime runs exactly the artifact's graph)."""
+    if backend == "openvino":
+        convs = settings.get("convolutions", {})
+        return "conv " + ", ".join(f"{k} x{v}" for k, v in convs.items()) if convs else precision
+    if backend in ("torch", "torch-compile") and precision == "bf16":
+        return "bf16 autocast (conv, matmul), rest fp32"
+    if precision == "int8":
+        return "int8 QDQ graph (first conv, classifier fp32)"
+    return precision
+
+
+def _parity(
+    runner: Any, photos: dict[str, np.ndarray], expected: dict[str, np.ndarray], precision: str, family: str
+) -> dict[str, Any]:
+    tolerance = tolerance_for(precision, family)
+    actual = infer_in_batches(runner, photos)
+    name = next(iter(expected))
+    stats = compare(expected[name], actual[name])
+    failing = stats.failing(tolerance)
+    return {
+        "max_abs_rel": sig(stats.min_passing_rel),
+        "cosine": sig(stats.min_cosine),
+        "top1": sig(stats.top1),
+        "passed": not failing,
+        "failing": [f"{precision} photos/{name}: {why}" for why in failing.values()],
+        "bounds": {"max_abs_rel": tolerance.max_abs_rel, "cosine": tolerance.min_cosine, "top1": tolerance.min_top1},
+    }
+
+
+def efficiency(row: Row, point: Point, macs: int, peaks: dict[str, Probe]) -> dict[str, Any]:
+    """Achieved GFLOP/s (2 x MACs per image) and its share of this machine's measured peak for what executed."""
+    if point.stats is None:
+        return {}
+    gflops = 2 * macs * point.stats["throughput"] / 1e9
+    key = peak_key(row)
+    peak = peaks.get(key)
+    share = gflops / peak.gflops if peak and peak.gflops else None
+    return {
+        "gflops": gflops,
+        "peak_precision": key,
+        "peak_gflops": peak.gflops if peak else None,
+        "peak_library": peak.library if peak else None,
+        "share_of_peak": share,
+        "probe_beaten": bool(share and share > 1),
+    }
+
+
+def peak_key(row: Row) -> str:
+    """Which peak a row is held to: what its convolutions executed in."""
+    executed = row.executed or row.precision
+    if "u8" in executed or "i8" in executed or row.precision == "int8":
+        return "int8"
+    if "bf16" in executed:
+        return "bf16"
+    return "fp32"  # FP32, and FP16 graphs that a CPU runs in FP32
+
+
+def best_peaks(result: RunResult) -> dict[str, Probe]:
+    return best_per_precision(result.peaks)
+
+
+def speedups(result: RunResult) -> dict[tuple[str, int], float]:
+    """(row label, batch) → throughput over the eager FP32 baseline's at the same batch."""
+    base = next((r for r in result.rows if r.baseline), None)
+    if base is None:
+        return {}
+    base_tp = {p.batch: p.stats["throughput"] for p in base.points if p.stats}
+    return {
+        (r.label, p.batch): p.stats["throughput"] / base_tp[p.batch]
+        for r in result.rows
+        for p in r.points
+        if p.stats and p.batch in base_tp
+    }
+
+
+def prepare_artifact(
+    model: str,
+    weights: str,
+    seed: int,
+    artifact_dir: Path | None,
+    precisions: list[str],
+    artifacts_root: Path,
+    progress: Progress = Silent(),
+) -> Artifact:
+    """The artifact a run measures, with every exported precision it needs: an existing one (``artifact_dir``) is
+    completed in place; otherwise the model is exported (or re-exported, reusing every file made with the same
+    settings) into ``artifacts_root``. Parity is the run's own, per row, so the export does not repeat it."""
+    from rbench.export.onnx_export import ExportConfig
+    from rbench.export.pipeline import export_artifact
+    from rbench.models import ModelConfig
+    from rbench.precisions import get_precision
+
+    needed = sorted({"fp32"} | {p for p in precisions if get_precision(p).exported})
+    if artifact_dir is not None:
+        artifact = Artifact.open(artifact_dir)
+        if set(needed) <= set(artifact.precisions):
+            return artifact
+        m, export = artifact.manifest["model"], artifact.manifest.get("export", {})
+        weights_file = str(artifact.path / "weights.safetensors")
+        config = ModelConfig(m["name"], weights_file, seed, m["num_classes"], m.get("options", {}))
+        settings = {k: export[k] for k in ("opset", "dynamic_batch", "simplify") if k in export}
+        wanted = sorted(set(needed) | set(artifact.precisions))
+        result = export_artifact(config, ExportConfig(**settings), artifact.path.parent, wanted, progress)
+        return Artifact.open(result.path)
+    result = export_artifact(ModelConfig(model, weights, seed), ExportConfig(), artifacts_root, needed, progress)
+    return Artifact.open(result.path)

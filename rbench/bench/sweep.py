@@ -1,0 +1,162 @@
+"""Time one runner over the batch sizes: cold start, warm-up by time, timed runs; a failing point becomes an error
+entry of its row and the sweep carries on (timm ``benchmark.py``'s ``_try_run``).
+
+Timing stays out of runners: this module holds the clock. Inputs are validated once per batch, outside the timed
+region, and ``infer(..., check_inputs=False)`` keeps the NaN/Inf scan out of it. The outputs of every timed call are
+kept and checked for NaN/Inf afterwards.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+
+from rbench.bench.clock import synchronize, wall
+from rbench.bench.config import BenchConfig
+from rbench.bench.inputs import batches
+from rbench.bench.measurement import Measurement
+from rbench.errors import first_line
+from rbench.runtime.base import Runner, validate_feed
+
+
+@dataclass
+class Point:
+    """One batch size of one row."""
+
+    batch: int
+    stats: dict[str, float] | None = None
+    first_inference_s: float | None = None  # the cold call at this shape (torch.compile compiles here)
+    peak_rss_mb: float | None = None
+    warnings: list[str] = field(default_factory=list)
+    error: str | None = None
+    nonfinite: int = 0  # NaN/Inf values in the outputs of the timed calls
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def time_point(runner: Runner, pool: np.ndarray, batch: int, config: BenchConfig, input_name: str) -> Point:
+    """Cold call, warm-up by time, then timed calls until both ``duration_s`` and ``min_iterations`` are reached."""
+    point = Point(batch)
+    try:
+        feeds = [{input_name: b} for b in batches(pool, batch)]
+        specs = runner.input_specs()
+        dtypes = {s.name: s.dtype for s in specs}
+        feeds = [{k: v.astype(dtypes.get(k, v.dtype), copy=False) for k, v in f.items()} for f in feeds]
+        for feed in feeds:
+            validate_feed(feed, specs)  # once, outside the timed region
+        reset_peak_rss()
+        point.first_inference_s, _ = wall(lambda: runner.infer(feeds[0], check_inputs=False))
+        _run_for(runner, feeds, config.warmup_s, 1, config.device)
+        samples, outputs = _run_for(runner, feeds, config.duration_s, config.min_iterations, config.device)
+    except Exception as exc:  # out of memory, an unsupported op: the row records it and the sweep goes on
+        point.error = f"{type(exc).__name__}: {first_line(exc)}"
+        return point
+    point.peak_rss_mb = peak_rss_mb()
+    measurement = Measurement(tuple(samples), batch)
+    point.stats = measurement.stats()
+    point.warnings = measurement.warnings()
+    point.nonfinite = sum(int((~np.isfinite(v)).sum()) for out in outputs for v in out.values())
+    if point.nonfinite:
+        point.warnings.append(f"{point.nonfinite} NaN/Inf values in the outputs of the timed calls")
+    return point
+
+
+def _run_for(
+    runner: Runner, feeds: list[Mapping[str, np.ndarray]], seconds: float, at_least: int, device: str
+) -> tuple[list[float], list[dict[str, np.ndarray]]]:
+    """Call ``runner`` on the feeds in turn until ``seconds`` have passed and ``at_least`` calls were made."""
+    samples: list[float] = []
+    outputs: list[dict[str, np.ndarray]] = []
+    clock = time.perf_counter_ns
+    deadline = clock() + int(seconds * 1e9)
+    i = 0
+    while len(samples) < at_least or clock() < deadline:
+        feed = feeds[i % len(feeds)]
+        start = clock()
+        out = runner.infer(feed, check_inputs=False)
+        synchronize(device)
+        samples.append((clock() - start) * 1e-9)
+        outputs.append(out)
+        i += 1
+    return samples, outputs
+
+
+class NoopRunner(Runner):
+    """Returns its input untouched: what the harness itself costs per iteration."""
+
+    backend = "noop"
+
+    def __init__(self, input_shape: tuple[int, ...], input_name: str = "input") -> None:
+        super().__init__("noop", "cpu", "fp32")
+        self.input_shape = input_shape
+        self.input_name = input_name
+
+    def input_specs(self) -> list[Any]:
+        from rbench.runtime.base import TensorSpec
+
+        return [TensorSpec(self.input_name, np.dtype(np.float32), ("batch", *self.input_shape))]
+
+    def _activate(self) -> None:
+        pass
+
+    def _deactivate(self) -> None:
+        pass
+
+    def _infer(self, feed: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        return {"output": feed[self.input_name]}
+
+
+def harness_overhead(pool: np.ndarray, config: BenchConfig, input_name: str = "input") -> float:
+    """Median seconds per iteration of the timing loop around a runner that does nothing."""
+    with NoopRunner(pool.shape[1:], input_name) as noop:
+        quick = BenchConfig(batch_sizes=(1,), warmup_s=0.05, duration_s=0.2, min_iterations=200, seed=config.seed)
+        point = time_point(noop, pool, 1, quick, input_name)
+    assert point.stats is not None, point.error
+    return point.stats["p50"]
+
+
+def reset_peak_rss() -> None:
+    """Reset the kernel's peak-RSS mark (``/proc/self/clear_refs``), so each point reports its own peak."""
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+    except OSError:
+        pass
+
+
+def peak_rss_mb() -> float | None:
+    """The process's peak resident set since the last reset (``VmHWM``), MiB; ``None`` where unknown."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return None
+
+
+def timed_activation(runner: Runner) -> float:
+    """Seconds ``runner`` takes to activate (session, engine or compile-wrapper creation)."""
+    seconds, _ = wall(runner.activate)
+    return seconds
+
+
+def sweep(
+    runner: Runner,
+    pool: np.ndarray,
+    config: BenchConfig,
+    input_name: str,
+    on_point: Callable[[Point], None] = lambda point: None,
+) -> list[Point]:
+    """Every batch size of ``config`` on an active runner."""
+    points = []
+    for batch in config.batch_sizes:
+        points.append(time_point(runner, pool, batch, config, input_name))
+        on_point(points[-1])
+    return points

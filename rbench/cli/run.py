@@ -1,0 +1,155 @@
+"""``rbench run``: the main job. Builds what is missing, times every backend over a batch sweep with parity on
+every row, and writes results.json, results.csv, report.md and plots."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import typer
+
+from rbench.cli._common import _state, add_columns, app, err, handle_errors, mark, out, progress, table
+from rbench.precisions import PRECISIONS
+from rbench.runtime.registry import BACKENDS
+
+
+@app.command()
+@handle_errors
+def run(
+    model: str = typer.Option("resnet50", help="Model name (see rbench inspect --list)."),
+    weights: str = typer.Option("random", help="'random' (seeded), 'init', or a .safetensors/.pt/.pth file."),
+    artifact: Path = typer.Option(None, help="An artifact directory to measure instead of --model/--weights."),
+    precision: str = typer.Option("all", help=f"Comma list of {', '.join(PRECISIONS)}, or 'all'."),
+    backends: str = typer.Option(",".join(BACKENDS), help="Comma list of backends, or 'all'."),
+    device: str = typer.Option("auto", help="auto (cuda where torch sees a GPU, else cpu), cpu or cuda."),
+    batch_sizes: str = typer.Option("1,8", help="Comma list of batch sizes."),
+    warmup_s: float = typer.Option(1.0, help="Warm-up per point, seconds."),
+    duration_s: float = typer.Option(3.0, help="Timed duration per point, seconds (and at least --min-iterations)."),
+    min_iterations: int = typer.Option(10, help="Timed calls per point, at least."),
+    threads: int = typer.Option(0, help="Threads for every backend; 0: every core this process may use."),
+    seed: int = typer.Option(0, help="Seed for random weights and the input pool's order."),
+    artifacts_dir: Path = typer.Option(Path("artifacts"), help="Where exported artifacts go."),
+    out_dir: Path = typer.Option(Path("results"), "--out", help="Folder for results.json, .csv, report.md, PNGs."),
+    as_json: bool = typer.Option(False, "--json", help="Print results.json instead of tables."),
+) -> None:
+    """Benchmark latency and throughput of every backend and precision, with parity on every row.
+
+    The last line of standard output is the results folder. Exit 1 when any row fails parity.
+    """
+    from rbench.bench.config import BenchConfig
+    from rbench.bench.plot import plots
+    from rbench.bench.report import markdown
+    from rbench.bench.results import environment, to_json, write_results
+    from rbench.bench.run import prepare_artifact, run_benchmark
+
+    chosen_precisions, chosen_backends = _choices(precision, backends)
+    config = BenchConfig(
+        _sizes(batch_sizes), warmup_s, duration_s, min_iterations, threads, seed, device=_device(device)
+    )
+    _check_inputs(model, weights, artifact, out_dir, seed)
+    with progress(not as_json) as shown:
+        measured = prepare_artifact(model, weights, seed, artifact, chosen_precisions, artifacts_dir, shown)
+        result = run_benchmark(measured, chosen_backends, chosen_precisions, config, shown)
+        data = to_json(result, list(_state["argv"]), environment())
+        shown.step("writing results.json, results.csv, report.md and plots")
+        paths = write_results(out_dir, data, markdown(data), plots(data))
+    if as_json:
+        out.print_json(json.dumps(data))
+    else:
+        out.print(live_table(data))
+        for line in skipped_lines(data):
+            out.print(line, markup=False)
+        out.print(f"{'PASS' if data['passed'] else '[red]FAIL[/]'}: parity and finite outputs on every row that ran")
+        out.print(str(paths["json"].parent), markup=False, soft_wrap=True)
+    if not data["passed"]:
+        failures = [f for r in data["rows"] for f in r["parity"].get("failing", [])]
+        err.print(f"parity FAILED: {'; '.join(failures) or 'NaN/Inf in timed outputs'}", markup=False, soft_wrap=True)
+        raise typer.Exit(1)
+
+
+def _choices(precision: str, backends: str) -> tuple[list[str], list[str]]:
+    from rbench.errors import unknown_choice
+    from rbench.precisions import parse_precisions
+
+    precisions = parse_precisions(precision, tuple(PRECISIONS), fp32_first=False)
+    names = [b.strip() for b in backends.split(",") if b.strip()]
+    names = list(BACKENDS) if names == ["all"] else names
+    bad = [b for b in names if b not in BACKENDS]
+    if bad or not names:
+        raise unknown_choice("backend", ", ".join(bad) or backends, [*BACKENDS, "all"])
+    return precisions, [b for b in BACKENDS if b in names]
+
+
+def _sizes(text: str) -> tuple[int, ...]:
+    from rbench.errors import BadInputError
+
+    try:
+        sizes = tuple(dict.fromkeys(int(t) for t in text.split(",") if t.strip()))
+    except ValueError:
+        raise BadInputError(f"--batch-sizes takes a comma list of whole numbers, got {text!r}") from None
+    return sizes
+
+
+def _device(device: str) -> str:
+    import torch
+
+    from rbench.errors import EnvironmentProblem, unknown_choice
+
+    if device not in ("auto", "cpu", "cuda"):
+        raise unknown_choice("device", device, ("auto", "cpu", "cuda"))
+    if device == "cuda" and not torch.cuda.is_available():
+        raise EnvironmentProblem("--device cuda, but torch sees no CUDA device (a CUDA build of torch and a GPU)")
+    return "cuda" if device == "auto" and torch.cuda.is_available() else "cpu" if device == "auto" else device
+
+
+def _check_inputs(model: str, weights: str, artifact: Path | None, out_dir: Path, seed: int) -> None:
+    """Bad input in one line, before any model is built or exported."""
+    from rbench.errors import BadInputError
+    from rbench.export.pipeline import check_output_folder
+    from rbench.models import ModelConfig, validate_model_config
+
+    if artifact is not None:
+        from rbench.export.artifact import Artifact
+
+        Artifact.open(artifact)
+    else:
+        validate_model_config(ModelConfig(model, weights, seed))
+    check_output_folder(out_dir)
+    if out_dir.exists() and any(out_dir.glob("*.tmp")):
+        raise BadInputError(f"--out {out_dir} holds half-written files of a run in progress")
+
+
+def skipped_lines(data: dict[str, Any]) -> list[str]:
+    """Rows that did not run, one line per backend and reason: "skipped: trt fp32, fp16, int8, bf16: no CUDA …"."""
+    from rbench.bench.report import skipped_groups
+
+    return [f"{kind}: {label}: {why}" for kind, label, why in skipped_groups(data)]
+
+
+def live_table(data: dict[str, Any]) -> Any:
+    """One line per row and batch: fits 80 columns; wider terminals show the same, with room."""
+    t = table(
+        title=f"{data['artifact'].rsplit('/', 1)[-1]}: latency per batch, vs eager FP32, share of peak, parity",
+        caption="p50 per call; x: throughput over eager PyTorch FP32 at the same batch; peak: this run's best "
+        "GEMM of the executed precision; parity: PyTorch FP32 on the photos.",
+    )
+    add_columns(t, ("row", "batch", "p50 ms", "img/s", "x", "peak", "parity"), left=("row", "parity"))
+    base = {
+        p["batch"]: p["stats"]["throughput"] for r in data["rows"] if r["baseline"] for p in r["points"] if p["stats"]
+    }
+    for r in data["rows"]:
+        label = f"{r['label']} [{r['executed']}]" if r["executed"] and r["executed"] != r["precision"] else r["label"]
+        if r["skipped"] or r["error"]:
+            continue  # listed below the table, grouped (skipped_lines)
+        parity = r["parity"]
+        verdict = mark(f"cos {parity['cosine']:.5f}", parity["passed"]) if parity else ""
+        for p in r["points"]:
+            if p["error"]:
+                t.add_row(label, str(p["batch"]), "", "", "", "", f"error: {p['error']}")
+                continue
+            s, e = p["stats"], p.get("efficiency") or {}
+            speed = f"{s['throughput'] / base[p['batch']]:.2f}" if p["batch"] in base else ""
+            share = f"{e['share_of_peak']:.0%}" if e.get("share_of_peak") is not None else ""
+            t.add_row(label, str(p["batch"]), f"{s['p50'] * 1e3:.2f}", f"{s['throughput']:.1f}", speed, share, verdict)
+    return t

@@ -1,0 +1,118 @@
+"""OpenVINO on the CPU, from the artifact's ONNX files.
+
+The precision is set explicitly, never left to the plugin: on CPUs with native bf16 (this project's AVX-512 Zen 5)
+the CPU plugin silently runs an "FP32" model in bf16 unless ``INFERENCE_PRECISION_HINT`` is ``f32``. So ``fp32``
+runs with the f32 hint, ``bf16`` with the bf16 hint, ``int8`` is the QDQ graph (FakeQuantize, with f32 around it)
+and ``fp16`` the FP16 graph with the f32 hint (its weights decompressed). After compiling, the runner reads back what
+the convolutions execute in (``executed``), from the compiled model's runtime graph.
+"""
+
+from __future__ import annotations
+
+import collections
+import importlib.util
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from rbench.errors import BadInputError, first_line, missing_dependency, unknown_choice
+from rbench.runtime.base import Runner, TensorSpec
+
+HINTS = {"fp32": "f32", "fp16": "f32", "int8": "f32", "bf16": "bf16"}
+
+
+class OpenVinoRunner(Runner):
+    """Runs an ONNX model with OpenVINO's CPU plugin.
+
+    Args:
+        model: path to an ``.onnx`` file (of that precision: the INT8 QDQ graph for ``int8``, the FP16 one for
+            ``fp16``, the FP32 one for ``fp32`` and ``bf16``).
+        precision: ``fp32``, ``fp16``, ``bf16`` or ``int8``; sets ``INFERENCE_PRECISION_HINT`` (see the module).
+        threads: ``INFERENCE_NUM_THREADS`` (0: OpenVINO's choice).
+        latency: ``PERFORMANCE_HINT=LATENCY`` with one stream (one request at a time, as the harness runs it).
+    """
+
+    backend = "openvino"
+
+    def __init__(
+        self, model: str | os.PathLike[str], precision: str = "fp32", threads: int = 0, latency: bool = True
+    ) -> None:
+        if precision not in HINTS:
+            raise unknown_choice("OpenVINO precision", precision, HINTS)
+        super().__init__(f"openvino-cpu-{precision}", "cpu", precision)
+        self.model_path = Path(model)
+        self.threads = threads
+        self.latency = latency
+        self.compiled: Any = None
+        self.request: Any = None
+        self.executed: dict[str, int] = {}
+
+    def config(self) -> dict[str, Any]:
+        config: dict[str, Any] = {"INFERENCE_PRECISION_HINT": HINTS[self.precision]}
+        if self.threads:
+            config["INFERENCE_NUM_THREADS"] = self.threads
+        if self.latency:
+            config |= {"PERFORMANCE_HINT": "LATENCY", "NUM_STREAMS": 1}
+        return config
+
+    def _activate(self) -> None:
+        if importlib.util.find_spec("openvino") is None:
+            raise missing_dependency("openvino", "openvino")
+        import openvino as ov
+
+        if not self.model_path.is_file():
+            raise BadInputError(f"ONNX model not found: {self.model_path}")
+        core = ov.Core()
+        try:
+            self.compiled = core.compile_model(core.read_model(str(self.model_path)), "CPU", self.config())
+        except Exception as exc:  # OpenVINO raises RuntimeError for graphs it cannot read or compile
+            raise BadInputError(f"OpenVINO cannot compile {self.model_path}: {first_line(exc)}") from None
+        self.request = self.compiled.create_infer_request()
+        self.executed = executed_precisions(self.compiled)
+
+    def _deactivate(self) -> None:
+        self.request = self.compiled = None
+
+    def settings(self) -> dict[str, Any]:
+        """The compiled model's own account of what it runs with, for reports."""
+        props = ("INFERENCE_PRECISION_HINT", "INFERENCE_NUM_THREADS", "NUM_STREAMS", "PERFORMANCE_HINT")
+        found = {p: _plain(self.compiled.get_property(p)) for p in props} if self.compiled is not None else {}
+        return {**found, "convolutions": self.executed}
+
+    def input_specs(self) -> list[TensorSpec]:
+        from rbench.runtime.ort_runner import ORT_TYPES
+
+        specs = []
+        for port in self.compiled.inputs:
+            shape = tuple(d.get_length() if d.is_static else "batch" for d in port.get_partial_shape())
+            dtype = np.dtype(port.get_element_type().to_dtype())
+            specs.append(TensorSpec(port_name(port), dtype if dtype in ORT_TYPES.values() else np.float32, shape))
+        return specs
+
+    def _infer(self, feed: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        self.request.infer(dict(feed))
+        return {port_name(port): self.request.get_tensor(port).data.copy() for port in self.compiled.outputs}
+
+
+def port_name(port: Any) -> str:
+    """The graph's own name of a tensor: an ONNX Cast the FP16 conversion added gives it a second, internal name
+    (``{'logits', '/fc/Gemm_cast_to_logits'}``), and OpenVINO's "any name" may pick that one."""
+    return min(port.get_names(), key=lambda name: ("/" in name or "_cast_to_" in name, len(name), name))
+
+
+def _plain(value: Any) -> str:
+    """An OpenVINO property as text: ``f32``, not ``<Type: 'float32'>``."""
+    return value.to_string() if hasattr(value, "to_string") else str(value).split(".")[-1]
+
+
+def executed_precisions(compiled: Any) -> dict[str, int]:
+    """Convolutions per runtime precision in the compiled graph: ``{"u8": 52, "f32": 1}`` for the INT8 artifact."""
+    counts: collections.Counter[str] = collections.Counter()
+    for op in compiled.get_runtime_model().get_ordered_ops():
+        info = op.get_rt_info()
+        if info["layerType"].astype(str) == "Convolution":
+            counts[info["runtimePrecision"].astype(str)] += 1
+    return dict(counts.most_common())

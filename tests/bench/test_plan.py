@@ -1,0 +1,71 @@
+"""Which rows run and why the others do not; recompile detection; the execution precision each row records."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from rbench.bench.plan import plan_rows
+from rbench.bench.run import _recompiled_during_timing, executed_precision, peak_key
+from rbench.export.artifact import Artifact
+from rbench.runtime import CompiledTorchRunner
+
+
+def _plans(artifact, backends, precisions, device="cpu"):
+    return {p.label: p for p in plan_rows(Artifact.open(artifact.path), backends, precisions, device, 2)}
+
+
+def test_the_eager_fp32_baseline_always_comes_first(resnet20_all):
+    plans = list(_plans(resnet20_all, ["ort"], ["int8"]).values())
+    assert plans[0].label == "torch eager fp32" and plans[0].baseline and not any(p.baseline for p in plans[1:])
+
+
+def test_skip_reasons(resnet20_all, monkeypatch):
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "openvino" else real(name, *a))
+    plans = _plans(resnet20_all, ["torch", "ort", "openvino", "trt"], ["fp16", "bf16"])
+    assert plans["openvino cpu bf16"].skip == "openvino is not installed: pip install 'rbench[openvino]'"
+    assert plans["ort cpu bf16"].skip == "ONNX Runtime's CPU provider has no bf16 execution setting"
+    assert plans["trt fp16"].skip.startswith("no CUDA device here")
+    from rbench.env import cpu_flags
+
+    if "avx512_fp16" not in cpu_flags():
+        assert plans["torch folded channels_last fp16"].skip == "no native FP16 on this CPU"
+    assert plans["torch folded channels_last bf16"].skip is None and plans["ort cpu fp16"].file == "model.fp16.onnx"
+
+
+def test_recompilation_beyond_the_planned_shapes_is_detected():
+    model = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten())
+    x = {n: {"input": np.ones((n, 3, 8, 8), np.float32)} for n in (1, 2, 3)}
+    with CompiledTorchRunner(model, (3, 8, 8)) as runner:
+        before = runner.compiles()
+        runner.infer(x[1])
+        runner.infer(x[2])
+        runner.infer(x[1])  # a shape already compiled: no new compilation
+        assert runner.compiles() - before == 2
+        assert not _recompiled_during_timing(runner.compiles, before, shapes=2)
+        runner.infer(x[3])  # a shape the sweep did not plan: a recompilation while timing
+        assert _recompiled_during_timing(runner.compiles, before, shapes=2)
+        out = runner.infer(x[2])["logits"]
+    np.testing.assert_allclose(out, model(torch.ones(2, 3, 8, 8)).detach().numpy(), rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize(
+    ("backend", "precision", "settings", "executed", "peak"),
+    [
+        ("openvino", "fp32", {"convolutions": {"f32": 19}}, "conv f32 x19", "fp32"),
+        ("openvino", "fp32", {"convolutions": {"bf16": 19}}, "conv bf16 x19", "bf16"),  # a silent bf16 shows
+        ("openvino", "int8", {"convolutions": {"u8": 18, "f32": 1}}, "conv u8 x18, f32 x1", "int8"),
+        ("torch", "bf16", {}, "bf16 autocast (conv, matmul), rest fp32", "bf16"),
+        ("ort", "fp16", {}, "fp16", "fp32"),
+    ],
+)
+def test_the_executed_precision_decides_the_peak(backend, precision, settings, executed, peak):
+    from rbench.bench.run import Row
+
+    assert executed_precision(backend, precision, settings) == executed
+    row = Row(backend, precision, "", "", "cpu", None, executed=executed)
+    assert peak_key(row) == peak

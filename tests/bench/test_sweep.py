@@ -1,0 +1,104 @@
+"""The timing loop: counts and durations honoured, inputs validated once and distinct, a failing point recorded
+while the sweep goes on, NaN/Inf in timed outputs caught, the harness's own overhead small."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from rbench.bench.config import BenchConfig
+from rbench.bench.inputs import batches, image_pool
+from rbench.bench.sweep import NoopRunner, harness_overhead, sweep
+from rbench.data import Preprocess
+from rbench.errors import BadInputError
+
+SMALL = Preprocess(size=16, resize=18)
+
+
+class Spy(NoopRunner):
+    """Records every call; fails at one batch size; can return NaN."""
+
+    def __init__(self, fail_at: int | None = None, nan: bool = False) -> None:
+        super().__init__((3, 16, 16))
+        self.calls: list[tuple[int, bool, bytes]] = []
+        self.fail_at, self.nan = fail_at, nan
+
+    def infer(self, feed, check_inputs=True):
+        x = feed["input"]
+        self.calls.append((len(x), check_inputs, x.tobytes()[:64]))
+        return super().infer(feed, check_inputs)
+
+    def _infer(self, feed):
+        x = feed["input"]
+        if len(x) == self.fail_at:
+            raise MemoryError("out of memory at this batch")
+        return {"logits": np.full((len(x), 10), np.nan if self.nan else 1.0, np.float32)}
+
+
+@pytest.fixture(scope="module")
+def pool():
+    return image_pool(SMALL, size=12, seed=0)
+
+
+def test_pool_has_distinct_images_and_batches_cycle_through_it(pool):
+    assert pool.shape == (12, 3, 16, 16)
+    assert len({p.tobytes() for p in pool}) == 12  # no tensor repeated
+    parts = batches(pool, 5)
+    assert len(parts) == 3 and [len(p) for p in parts] == [5, 5, 5]
+    np.testing.assert_array_equal(parts[2][2:], pool[:3])  # cyclic
+    assert not np.array_equal(image_pool(SMALL, 12, seed=1), pool)  # the seed changes the order
+
+
+def test_counts_durations_and_validation_outside_the_timed_loop(pool):
+    config = BenchConfig(batch_sizes=(1, 4), warmup_s=0.0, duration_s=0.05, min_iterations=25)
+    with Spy() as runner:
+        points = sweep(runner, pool, config, "input")
+    assert [p.batch for p in points] == [1, 4] and all(p.error is None for p in points)
+    assert all(p.stats["iterations"] >= 25 and p.stats["total_s"] >= 0 for p in points)
+    assert all(check is False for _, check, _ in runner.calls)  # infer never re-validates inside the loop
+    assert len({data for n, _, data in runner.calls if n == 1}) == 12  # every image of the pool was used
+    assert points[0].first_inference_s is not None and points[0].peak_rss_mb > 0
+
+
+def test_a_failing_point_is_recorded_and_the_sweep_goes_on(pool):
+    config = BenchConfig(batch_sizes=(1, 4, 2), warmup_s=0.0, duration_s=0.01, min_iterations=3)
+    with Spy(fail_at=4) as runner:
+        points = sweep(runner, pool, config, "input")
+    assert points[1].error == "MemoryError: out of memory at this batch" and points[1].stats is None
+    assert points[0].stats and points[2].stats and points[2].batch == 2
+
+
+def test_nan_in_timed_outputs_is_counted(pool):
+    config = BenchConfig(batch_sizes=(2,), warmup_s=0.0, duration_s=0.01, min_iterations=4)
+    with Spy(nan=True) as runner:
+        (point,) = sweep(runner, pool, config, "input")
+    assert point.nonfinite >= 4 * 2 * 10 and "NaN/Inf values in the outputs of the timed calls" in point.warnings[-1]
+
+
+def test_inputs_the_runner_rejects_fail_the_point_not_the_run(pool):
+    config = BenchConfig(batch_sizes=(1,), warmup_s=0.0, duration_s=0.01, min_iterations=1)
+    with NoopRunner((3, 32, 32)) as wrong_shape:
+        (point,) = sweep(wrong_shape, pool, config, "input")
+    assert point.error.startswith("BadInputError: input 'input' has shape [1, 3, 16, 16]")
+
+
+def test_harness_overhead_is_microseconds(pool):
+    overhead = harness_overhead(pool, BenchConfig())
+    assert 0 < overhead < 1e-3  # a no-op call through the loop: far below a millisecond
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"batch_sizes": (0,)}, "--batch-sizes must be 1 to 4096"),
+        ({"batch_sizes": ()}, "--batch-sizes must be 1 to 4096"),
+        ({"duration_s": 0}, "--duration-s above 0"),
+        ({"warmup_s": -1}, "--warmup-s must be 0 to 3600"),
+        ({"min_iterations": 0}, "--min-iterations must be 1 or more"),
+        ({"threads": -2}, "--threads must be 0"),
+        ({"seed": -1}, "--seed must be 0 or more"),
+    ],
+)
+def test_nonsense_settings_are_bad_input(kwargs, message):
+    with pytest.raises(BadInputError, match=message):
+        BenchConfig(**kwargs)

@@ -1,0 +1,159 @@
+"""``rbench run`` end to end on a small model with short timings: every file written, rows that say what ran, parity
+and efficiency figures, skip reasons, exit codes."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from rbench.cli import app
+
+cli = CliRunner()
+QUICK = ["--batch-sizes", "1,2", "--warmup-s", "0", "--duration-s", "0.05", "--min-iterations", "3", "--threads", "2"]
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory, resnet20_artifact) -> tuple[Path, object]:
+    import shutil
+
+    out = tmp_path_factory.mktemp("run") / "results"
+    artifact = out.parent / "artifacts" / resnet20_artifact.path.name
+    shutil.copytree(resnet20_artifact.path, artifact)  # run completes it in place with int8: not the shared one
+    args = ["run", "--artifact", str(artifact), "--out", str(out), *QUICK]
+    args += ["--backends", "torch,ort,openvino,trt,ort-cuda", "--precision", "fp32,int8,bf16"]
+    result = cli.invoke(app, args, env={"COLUMNS": "80"})
+    return out, result
+
+
+def test_run_writes_every_report_and_exits_0(run_dir):
+    out, result = run_dir
+    assert result.exit_code == 0, result.output
+    assert result.stdout.strip().splitlines()[-1] == str(out)
+    for name in ("results.json", "results.csv", "report.md", "latency.png", "throughput.png", "speedup.png"):
+        assert (out / name).stat().st_size > 200, name
+    assert (out / "latency.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    lines = result.stdout.splitlines()
+    assert max(len(line) for line in lines[:-1]) <= 80 and "…" not in result.stdout
+
+
+def test_rows_say_what_ran_with_parity_and_efficiency(run_dir):
+    out, _ = run_dir
+    data = json.loads((out / "results.json").read_text())
+    assert data["schema"] == 1 and data["passed"] is True and data["seed"] == 0
+    rows = {r["label"]: r for r in data["rows"]}
+    baseline = rows["torch eager fp32"]
+    assert baseline["baseline"] and baseline["executed"] == "fp32" and baseline["threads"] == 2
+    ran = [r for r in data["rows"] if not r["skipped"]]
+    assert {r["backend"] for r in ran} == {"torch", "ort", "openvino"}
+    for r in ran:
+        assert r["parity"]["passed"] and r["parity"]["cosine"] > 0.9 and r["session_s"] >= 0, r["label"]
+        assert r["device"] == "cpu" and r["file"] and r["threads"] == 2, r["label"]
+        for p in r["points"]:
+            assert p["stats"]["iterations"] >= 3 and p["stats"]["p50"] > 0 and p["first_inference_s"] > 0
+            assert p["efficiency"]["gflops"] > 0 and p["efficiency"]["share_of_peak"] > 0, r["label"]
+    assert rows["openvino cpu fp32"]["executed"] == "conv f32 x19"  # the f32 hint held: no silent bf16
+    assert rows["openvino cpu bf16"]["executed"] == "conv bf16 x19"
+    assert rows["openvino cpu int8"]["executed"] == "conv u8 x18, f32 x1"
+    assert rows["openvino cpu bf16"]["parity"]["bounds"]["cosine"] == 0.999
+    assert rows["openvino cpu int8"]["points"][0]["efficiency"]["peak_precision"] == "int8"
+
+
+def test_rows_that_cannot_run_say_why_and_show_no_number(run_dir):
+    out, result = run_dir
+    data = json.loads((out / "results.json").read_text())
+    skipped = {r["label"]: r["skipped"] for r in data["rows"] if r["skipped"]}
+    assert skipped["ort cpu bf16"] == "ONNX Runtime's CPU provider has no bf16 execution setting"
+    assert skipped["torch folded channels_last int8"].startswith("no INT8 path in PyTorch")
+    for backend in ("trt", "ort-cuda"):
+        for precision in ("fp32", "int8", "bf16"):
+            assert skipped[f"{backend} {precision}"].startswith("no CUDA device here"), backend
+    assert all(not r["points"] for r in data["rows"] if r["skipped"])
+    assert "skipped: trt fp32, int8, bf16: no CUDA device here" in result.stdout
+    table = list(csv.DictReader((out / "results.csv").open()))
+    assert {"backend", "precision", "executed", "batch", "p50_ms", "throughput", "speedup", "cosine"} <= set(table[0])
+    assert next(t for t in table if t["backend"] == "trt")["status"].startswith("skipped: no CUDA device")
+    assert all(t["p50_ms"] == "" for t in table if t["status"] != "ok")
+    assert float(next(t for t in table if t["variant"] == "eager" and t["batch"] == "1")["speedup"]) == 1.0
+
+
+def test_results_json_round_trips_and_refuses_another_schema(run_dir, tmp_path):
+    from rbench.bench.results import read_results
+    from rbench.errors import ArtifactError
+
+    out, _ = run_dir
+    data = read_results(out / "results.json")
+    assert data == json.loads((out / "results.json").read_text())
+    env = data["environment"]
+    assert env["cpu"]["logical_cores"] >= 1 and env["libraries"]["onnxruntime"] and "gpu" in env
+    assert data["command"][:2] == ["rbench", "run"] and data["config"]["batch_sizes"] == [1, 2]
+    assert {p["precision"] for p in data["peaks"]["probes"]} >= {"fp32", "bf16", "int8"}
+    from rbench.export.artifact import Artifact
+
+    assert Artifact.open(data["artifact"]).precisions == ["fp32", "int8"]  # run completed the artifact in place
+    other = tmp_path / "results.json"
+    other.write_text(json.dumps({**data, "schema": 99}))
+    with pytest.raises(ArtifactError, match="results schema 99"):
+        read_results(other)
+
+
+def test_report_answers_the_three_questions(run_dir):
+    out, _ = run_dir
+    report = (out / "report.md").read_text()
+    for heading in ("How fast, and how close to this machine's peak", "How close to PyTorch FP32", "Cold start"):
+        assert f"## {heading}" in report
+    assert "| torch eager fp32 | fp32 | 1 |" in report and "1.00x" in report
+    assert "Verdict: PASS" in report
+
+
+@pytest.mark.parametrize(
+    ("args", "code", "message"),
+    [
+        (["--batch-sizes", "0"], 2, "--batch-sizes must be 1 to 4096"),
+        (["--batch-sizes", "1,x"], 2, "--batch-sizes takes a comma list of whole numbers"),
+        (["--backends", "tensorflow"], 2, "unknown backend 'tensorflow'"),
+        (["--precision", "fp8"], 2, "unknown precision 'fp8'"),
+        (["--duration-s", "0"], 2, "--duration-s above 0"),
+        (["--device", "tpu"], 2, "unknown device 'tpu'"),
+        (["--model", "resnet51"], 2, "unknown model 'resnet51'"),
+        (["--weights", "/nonexistent.pt"], 2, "weights file not found"),
+        (["--artifact", "/nonexistent"], 2, "artifact directory not found"),
+        (["--threads", "-1"], 2, "--threads must be 0"),
+    ],
+)
+def test_run_bad_input(args, code, message, tmp_path):
+    result = cli.invoke(app, ["run", "--out", str(tmp_path / "r"), *args])
+    assert result.exit_code == code, result.output
+    assert message in result.stderr and result.stderr.count("\n") == 1 and "Traceback" not in result.output
+    assert not (tmp_path / "r").exists()
+
+
+def test_device_cuda_without_a_gpu_is_an_environment_problem(tmp_path):
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    result = cli.invoke(app, ["run", "--device", "cuda", "--out", str(tmp_path)])
+    assert result.exit_code == 4 and "torch sees no CUDA device" in result.stderr
+
+
+def test_a_users_checkpoint_runs_through_weights(tmp_path):
+    """A torchvision-style state_dict (here resnet20's own, saved by the user) is exported and measured."""
+    from rbench.export.artifact import Artifact
+    from rbench.models import create_model
+
+    weights = tmp_path / "mine.pt"
+    import torch
+
+    torch.save(create_model("resnet20", weights="random", seed=3).state_dict(), weights)
+    args = ["run", "--model", "resnet20", "--weights", str(weights), "--precision", "fp32", "--backends", "ort"]
+    args += ["--artifacts-dir", str(tmp_path / "artifacts"), "--out", str(tmp_path / "results"), *QUICK]
+    result = cli.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    data = json.loads((tmp_path / "results" / "results.json").read_text())
+    assert Artifact.open(data["artifact"]).manifest["weights"]["source"] == str(weights)
+    assert [r["label"] for r in data["rows"] if not r["skipped"]] == ["torch eager fp32", "ort cpu fp32"]
+    assert all(r["parity"]["passed"] for r in data["rows"] if r["parity"])
