@@ -118,5 +118,21 @@ def _gpu_row(artifact: Artifact, backend: str, precision: str, device: str) -> R
 
     if backend == "trt" and importlib.util.find_spec("tensorrt") is None:
         return RowPlan(backend, precision, "", None, "tensorrt is not installed: pip install 'rbench[gpu]'")
-    file = artifact.engine_path(precision).name if backend == "trt" else artifact.onnx_path(precision).name
+    if backend == "trt":  # the engine is built (or its cache reused) on activation: part of the cold start
+        return RowPlan(
+            backend,
+            precision,
+            "",
+            lambda: _engine_runner(artifact, precision),
+            file=f"engines/model.{precision}.engine",
+        )
+    file = artifact.onnx_path(precision).name
     return RowPlan(backend, precision, "", lambda: runner_for(artifact, backend, precision), file=file)
+
+
+def _engine_runner(artifact: Artifact, precision: str) -> Runner:
+    from rbench.bench.backends import runner_for
+    from rbench.export.engine import BuildConfig, build_engine
+
+    build_engine(artifact, BuildConfig(precision))  # reused while its key (ONNX, settings, TensorRT, GPU) holds
+    return runner_for(artifact, "trt", precision)

@@ -17,20 +17,43 @@ def _figure(title: str, data: dict[str, Any]) -> tuple[Any, Any]:
     fig, ax = plt.subplots(figsize=(9, 5.5), dpi=110)
     fig.suptitle(title, fontsize=12)
     ax.set_title(f"{data['artifact'].rsplit('/', 1)[-1]} on {machine(data)}", fontsize=8)
+    import textwrap
+
     from rbench.bench.report import skipped_groups
 
     skipped = [f"{label} ({why})" for _, label, why in skipped_groups(data)]
     if skipped:
-        text = "did not run: " + "; ".join(skipped)
-        fig.text(0.01, 0.01, text if len(text) < 400 else text[:397] + "...", fontsize=6, wrap=True)
+        lines = textwrap.wrap("did not run: " + "; ".join(skipped), 190)
+        fig.text(0.01, 0.01, "\n".join(lines[:6] + (["..."] if len(lines) > 6 else [])), fontsize=6, va="bottom")
     return fig, ax
+
+
+MARKERS = {"torch": "o", "torch-compile": "s", "ort": "^", "openvino": "D", "trt": "P", "ort-cuda": "v", "ort-trt": "X"}
+
+
+def _style(i: int, label: str) -> dict[str, Any]:
+    """A colour per row (20 distinct ones) and a marker per backend, so no two lines look alike."""
+    import matplotlib
+
+    return {"color": matplotlib.colormaps["tab20"](i % 20), "marker": MARKERS.get(label.split()[0], "o")}
+
+
+def _batch_axis(ax: Any, data: dict[str, Any]) -> None:
+    from matplotlib.ticker import FuncFormatter, NullFormatter
+
+    sizes = list(data["config"]["batch_sizes"])
+    ax.set_xticks(sizes, [str(b) for b in sizes])
+    ax.xaxis.set_minor_formatter(NullFormatter())
+    plain = FuncFormatter(lambda value, _: f"{value:g}")
+    ax.yaxis.set_major_formatter(plain)
+    ax.yaxis.set_minor_formatter(plain)
 
 
 def _png(fig: Any) -> bytes:
     import matplotlib.pyplot as plt
 
     buffer = io.BytesIO()
-    fig.tight_layout(rect=(0, 0.06, 1, 1))
+    fig.tight_layout(rect=(0, 0.09, 1, 1))
     fig.savefig(buffer, format="png")
     plt.close(fig)
     return buffer.getvalue()
@@ -52,10 +75,14 @@ def key_of(point: dict[str, Any], key: str) -> float:
 
 def latency_plot(data: dict[str, Any]) -> bytes:
     fig, ax = _figure("Latency per batch: p50 (solid) and p99 (dashed)", data)
-    for (label, batches, p50), (_, _, p99) in zip(_series(data, "p50"), _series(data, "p99"), strict=True):
-        line = ax.plot(batches, p50, marker="o", label=label)[0]
-        ax.plot(batches, p99, linestyle="--", color=line.get_color())
+    for i, ((label, batches, p50), (_, _, p99)) in enumerate(
+        zip(_series(data, "p50"), _series(data, "p99"), strict=True)
+    ):
+        style = _style(i, label)
+        ax.plot(batches, p50, label=label, **style)
+        ax.plot(batches, p99, linestyle="--", color=style["color"])
     ax.set(xlabel="batch size (images)", ylabel="latency per batch (ms, log)", xscale="log", yscale="log")
+    _batch_axis(ax, data)
     ax.legend(fontsize=7, ncols=2)
     ax.grid(alpha=0.3)
     return _png(fig)
@@ -63,9 +90,10 @@ def latency_plot(data: dict[str, Any]) -> bytes:
 
 def throughput_plot(data: dict[str, Any]) -> bytes:
     fig, ax = _figure("Throughput vs batch size", data)
-    for label, batches, values in _series(data, "throughput"):
-        ax.plot(batches, values, marker="o", label=label)
+    for i, (label, batches, values) in enumerate(_series(data, "throughput")):
+        ax.plot(batches, values, label=label, **_style(i, label))
     ax.set(xlabel="batch size (images)", ylabel="throughput (images/s)", xscale="log")
+    _batch_axis(ax, data)
     ax.legend(fontsize=7, ncols=2)
     ax.grid(alpha=0.3)
     return _png(fig)
@@ -84,7 +112,8 @@ def speedup_plot(data: dict[str, Any]) -> bytes:
     y = np.arange(len(series))
     for i, batch in enumerate(batch_sizes):
         ratios = [values.get(batch, 0) / base[batch] for _, values in series]
-        ax.barh(y + i * width, ratios, height=width, label=f"batch {batch}")
+        bars = ax.barh(y + i * width, ratios, height=width, label=f"batch {batch}")
+        ax.bar_label(bars, labels=[f"{r:.2f}x" for r in ratios], fontsize=6, padding=2)
     ax.set_yticks(y + width * (len(batch_sizes) - 1) / 2, [label for label, _ in series], fontsize=7)
     ax.axvline(1.0, color="black", linewidth=0.8)
     ax.set(xlabel="speedup (x, higher is faster)")
