@@ -6,6 +6,7 @@ import io
 from typing import Any
 
 from rbench.bench.report import machine
+from rbench.bench.results import baseline_throughput
 
 
 def _figure(title: str, data: dict[str, Any]) -> tuple[Any, Any]:
@@ -49,6 +50,14 @@ def _batch_axis(ax: Any, data: dict[str, Any]) -> None:
     ax.yaxis.set_minor_formatter(plain)
 
 
+def _finish(fig: Any, ax: Any, data: dict[str, Any]) -> bytes:
+    """Batch sizes as the x ticks, plain numbers, a legend and a grid: the line plots' common end."""
+    _batch_axis(ax, data)
+    ax.legend(fontsize=7, ncols=2)
+    ax.grid(alpha=0.3)
+    return _png(fig)
+
+
 def _png(fig: Any) -> bytes:
     import matplotlib.pyplot as plt
 
@@ -82,10 +91,7 @@ def latency_plot(data: dict[str, Any]) -> bytes:
         ax.plot(batches, p50, label=label, **style)
         ax.plot(batches, p99, linestyle="--", color=style["color"])
     ax.set(xlabel="batch size (images)", ylabel="latency per batch (ms, log)", xscale="log", yscale="log")
-    _batch_axis(ax, data)
-    ax.legend(fontsize=7, ncols=2)
-    ax.grid(alpha=0.3)
-    return _png(fig)
+    return _finish(fig, ax, data)
 
 
 def throughput_plot(data: dict[str, Any]) -> bytes:
@@ -93,19 +99,14 @@ def throughput_plot(data: dict[str, Any]) -> bytes:
     for i, (label, batches, values) in enumerate(_series(data, "throughput")):
         ax.plot(batches, values, label=label, **_style(i, label))
     ax.set(xlabel="batch size (images)", ylabel="throughput (images/s)", xscale="log")
-    _batch_axis(ax, data)
-    ax.legend(fontsize=7, ncols=2)
-    ax.grid(alpha=0.3)
-    return _png(fig)
+    return _finish(fig, ax, data)
 
 
 def speedup_plot(data: dict[str, Any]) -> bytes:
     import numpy as np
 
     fig, ax = _figure("Speedup over eager PyTorch FP32 (throughput ratio, same batch, same run)", data)
-    base = {
-        p["batch"]: p["stats"]["throughput"] for r in data["rows"] if r["baseline"] for p in r["points"] if p["stats"]
-    }
+    base = baseline_throughput(data)
     series = [(label, dict(zip(b, v, strict=True))) for label, b, v in _series(data, "throughput")]
     batch_sizes = sorted(base)
     width = 0.8 / max(1, len(batch_sizes))

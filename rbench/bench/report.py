@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from rbench.bench.results import baseline_throughput
+
 
 def _ms(seconds: float | None) -> str:
     return "" if seconds is None else f"{seconds * 1e3:.2f}"
@@ -79,9 +81,7 @@ def skipped_groups(data: dict[str, Any]) -> list[tuple[str, str, str]]:
 
 
 def _speed_rows(data: dict[str, Any]) -> list[str]:
-    base = {
-        p["batch"]: p["stats"]["throughput"] for r in data["rows"] if r["baseline"] for p in r["points"] if p["stats"]
-    }
+    base = baseline_throughput(data)
     lines = []
     for r in data["rows"]:
         for p in r["points"]:

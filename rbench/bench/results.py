@@ -116,11 +116,16 @@ def to_json(result: Any, command: list[str], env: dict[str, Any]) -> dict[str, A
     }
 
 
-def csv_rows(data: dict[str, Any]) -> list[dict[str, Any]]:
-    """One row per backend × precision × batch (a skipped row: one line saying why)."""
-    base = {
+def baseline_throughput(data: dict[str, Any]) -> dict[int, float]:
+    """Batch → images/s of the eager FP32 baseline row, which every speedup divides by."""
+    return {
         p["batch"]: p["stats"]["throughput"] for r in data["rows"] if r["baseline"] for p in r["points"] if p["stats"]
     }
+
+
+def csv_rows(data: dict[str, Any]) -> list[dict[str, Any]]:
+    """One row per backend × precision × batch (a skipped row: one line saying why)."""
+    base = baseline_throughput(data)
     out = []
     for r in data["rows"]:
         common = {k: r.get(k) for k in ("backend", "variant", "precision", "executed", "device", "threads", "file")}

@@ -108,13 +108,14 @@ class NoopRunner(Runner):
         pass
 
     def _infer(self, feed: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
-        return {"output": feed[self.input_name]}
+        return {"output": feed[self.input_name][:, :1, 0, 0]}  # a view: nothing copied, little to scan
 
 
 def harness_overhead(pool: np.ndarray, config: BenchConfig, input_name: str = "input") -> float:
     """Median seconds per iteration of the timing loop around a runner that does nothing."""
     with NoopRunner(pool.shape[1:], input_name) as noop:
-        quick = BenchConfig(batch_sizes=(1,), warmup_s=0.05, duration_s=0.2, min_iterations=200, seed=config.seed)
+        # by count, not time: a no-op call takes well under a microsecond, and each call's output is kept
+        quick = BenchConfig(batch_sizes=(1,), warmup_s=0.01, duration_s=0.001, min_iterations=2000, seed=config.seed)
         point = time_point(noop, pool, 1, quick, input_name)
     assert point.stats is not None, point.error
     return point.stats["p50"]

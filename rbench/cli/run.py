@@ -135,9 +135,9 @@ def live_table(data: dict[str, Any]) -> Any:
         "GEMM of the executed precision; parity: PyTorch FP32 on the photos.",
     )
     add_columns(t, ("row", "batch", "p50 ms", "img/s", "x", "peak", "parity"), left=("row", "parity"))
-    base = {
-        p["batch"]: p["stats"]["throughput"] for r in data["rows"] if r["baseline"] for p in r["points"] if p["stats"]
-    }
+    from rbench.bench.results import baseline_throughput
+
+    base = baseline_throughput(data)
     for r in data["rows"]:
         label = f"{r['label']} [{r['executed']}]" if r["executed"] and r["executed"] != r["precision"] else r["label"]
         if r["skipped"] or r["error"]:
