@@ -18,7 +18,7 @@ class Progress(Protocol):
         """The current step failed: it is shown as failed when it finishes."""
 
     def note(self, message: str) -> None:
-        """A line for the user between steps (a file replaced, a folder cleaned up)."""
+        """A line for the user about the step that just ran (a file replaced, a row's figures); it ends that step."""
 
 
 class Silent:

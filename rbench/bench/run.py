@@ -94,12 +94,31 @@ def run_benchmark(
     overhead = harness_overhead(pool, config, artifact.input_name)
     rows = []
     for plan in plan_rows(artifact, backends, precisions, config.device, threads):
-        progress.step(f"{plan.label}", total=len(config.batch_sizes))
+        if plan.factory is not None:  # a planned skip is listed with the results, not shown as a step
+            progress.step(f"{plan.label}", total=len(config.batch_sizes))
         rows.append(_run_row(plan, artifact, pool, photos, expected, config, progress))
         if rows[-1].failed:
             progress.fail()
+        if plan.factory is not None:
+            progress.note(summary(rows[-1], rows[0]))
         on_row(rows[-1])
     return RunResult(artifact.path, rows, peaks, overhead, macs, config)
+
+
+def summary(row: Row, baseline: Row) -> str:
+    """One line per finished row, as it finishes: latency, throughput and speedup per batch, then parity."""
+    if row.skipped or row.error:
+        return f"skipped: {row.skipped}" if row.skipped else f"error: {row.error}"
+    base = {p.batch: p.stats["throughput"] for p in baseline.points if p.stats}
+    parts = []
+    for p in row.points:
+        if p.stats is None:
+            parts.append(f"b{p.batch} error: {p.error}")
+            continue
+        speed = f", {p.stats['throughput'] / base[p.batch]:.2f}x" if p.batch in base else ""
+        parts.append(f"b{p.batch} {p.stats['p50'] * 1e3:.2f} ms{speed}")
+    verdict = "pass" if row.parity.get("passed") else "FAIL"
+    return f"{'; '.join(parts)}; parity cos {row.parity.get('cosine')} {verdict} [{row.executed}]"
 
 
 def pool_photos(artifact: Artifact) -> np.ndarray:

@@ -31,6 +31,7 @@ class Point:
     stats: dict[str, float] | None = None
     first_inference_s: float | None = None  # the cold call at this shape (torch.compile compiles here)
     peak_rss_mb: float | None = None
+    peak_device_mb: float | None = None  # CUDA: what torch's allocator held at most (not other libraries' memory)
     warnings: list[str] = field(default_factory=list)
     error: str | None = None
     nonfinite: int = 0  # NaN/Inf values in the outputs of the timed calls
@@ -50,6 +51,10 @@ def time_point(runner: Runner, pool: np.ndarray, batch: int, config: BenchConfig
         for feed in feeds:
             validate_feed(feed, specs)  # once, outside the timed region
         reset_peak_rss()
+        if config.device == "cuda":
+            import torch
+
+            torch.cuda.reset_peak_memory_stats()
         point.first_inference_s, _ = wall(lambda: runner.infer(feeds[0], check_inputs=False))
         _run_for(runner, feeds, config.warmup_s, 1, config.device)
         samples, outputs = _run_for(runner, feeds, config.duration_s, config.min_iterations, config.device)
@@ -57,6 +62,10 @@ def time_point(runner: Runner, pool: np.ndarray, batch: int, config: BenchConfig
         point.error = f"{type(exc).__name__}: {first_line(exc)}"
         return point
     point.peak_rss_mb = peak_rss_mb()
+    if config.device == "cuda":
+        import torch
+
+        point.peak_device_mb = torch.cuda.max_memory_allocated() / 2**20
     measurement = Measurement(tuple(samples), batch)
     point.stats = measurement.stats()
     point.warnings = measurement.warnings()

@@ -202,6 +202,8 @@ class RichProgress:
         self.failed = True
 
     def note(self, message: str) -> None:
+        """A line under the step that just ran (which it closes first, so the ✓ comes above its note)."""
+        self.finish()
         err.print(f"  {message}", markup=False, soft_wrap=True)
 
     def finish(self, silently: bool = False) -> None:

@@ -157,3 +157,29 @@ def test_a_users_checkpoint_runs_through_weights(tmp_path):
     assert Artifact.open(data["artifact"]).manifest["weights"]["source"] == str(weights)
     assert [r["label"] for r in data["rows"] if not r["skipped"]] == ["torch eager fp32", "ort cpu fp32"]
     assert all(r["parity"]["passed"] for r in data["rows"] if r["parity"])
+
+
+def test_a_row_that_fails_parity_is_marked_and_exits_1(resnet20_artifact, copy_artifact, tmp_path):
+    """A wrong FP32 graph whose manifest was made to agree: only the row's parity can catch it."""
+    import numpy as np
+
+    from rbench._io import sha256_file
+    from rbench.export.onnx_export import load_onnx
+
+    path = copy_artifact(resnet20_artifact)
+    model = load_onnx(path / "model.onnx")
+    init = model.graph.initializer[0]
+    init.raw_data = np.zeros(len(init.raw_data) // 4, np.float32).tobytes()
+    (path / "model.onnx").write_bytes(model.SerializeToString())
+    manifest = json.loads((path / "manifest.json").read_text())
+    manifest["precisions"]["fp32"]["sha256"] = sha256_file(path / "model.onnx")
+    (path / "manifest.json").write_text(json.dumps(manifest))
+    args = ["run", "--artifact", str(path), "--backends", "ort", "--precision", "fp32", "--out", str(tmp_path / "r")]
+    result = cli.invoke(app, [*args, *QUICK], env={"COLUMNS": "80"})
+    assert result.exit_code == 1, result.output
+    assert "✗" in result.stdout and "FAIL: parity and finite outputs" in result.stdout
+    assert result.stderr.splitlines()[-1].startswith("parity FAILED: fp32 photos/logits: max abs error ")
+    data = json.loads((tmp_path / "r" / "results.json").read_text())
+    ort_row = next(r for r in data["rows"] if r["backend"] == "ort")
+    assert data["passed"] is False and ort_row["failed"] and ort_row["points"]  # measured all the same
+    assert "**FAIL**" in (tmp_path / "r" / "report.md").read_text()
