@@ -35,6 +35,7 @@ class Point:
     warnings: list[str] = field(default_factory=list)
     error: str | None = None
     nonfinite: int = 0  # NaN/Inf values in the outputs of the timed calls
+    samples: list[float] = field(default_factory=list)  # raw latencies (s), in order; at most MAX_SAMPLES kept
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -66,6 +67,7 @@ def time_point(runner: Runner, pool: np.ndarray, batch: int, config: BenchConfig
         import torch
 
         point.peak_device_mb = torch.cuda.max_memory_allocated() / 2**20
+    point.samples = keep_samples(samples)
     measurement = Measurement(tuple(samples), batch)
     point.stats = measurement.stats()
     point.warnings = measurement.warnings()
@@ -73,6 +75,18 @@ def time_point(runner: Runner, pool: np.ndarray, batch: int, config: BenchConfig
     if point.nonfinite:
         point.warnings.append(f"{point.nonfinite} NaN/Inf values in the outputs of the timed calls")
     return point
+
+
+#: Raw samples a results file keeps per point, so ``rbench compare`` can bootstrap saved runs.
+MAX_SAMPLES = 2000
+
+
+def keep_samples(samples: list[float], limit: int = MAX_SAMPLES) -> list[float]:
+    """At most ``limit`` samples, evenly strided so their order (and autocorrelation) is kept."""
+    if len(samples) <= limit:
+        return list(samples)
+    step = len(samples) / limit
+    return [samples[int(i * step)] for i in range(limit)]
 
 
 def _run_for(
