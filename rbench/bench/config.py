@@ -24,6 +24,7 @@ class BenchConfig:
     seed: int = 0
     pool_size: int = 32  # distinct preprocessed images the inputs are drawn from
     device: str = "cpu"
+    audit: bool = False  # also the seed audit (TEST05); the cache and output audits always run
 
     def __post_init__(self) -> None:
         if not self.batch_sizes or any(b < 1 or b > 4096 for b in self.batch_sizes):

@@ -21,8 +21,12 @@ def image_pool(preprocess: Preprocess, size: int = 32, seed: int = 0) -> np.ndar
     return pool[np.random.default_rng(seed).permutation(len(pool))]
 
 
+def batch_index(pool_size: int, batch: int, count: int | None = None) -> np.ndarray:
+    """``[count, batch]`` pool indices of contiguous batches drawn cyclically (default: enough for every image)."""
+    count = count or max(1, -(-pool_size // batch))
+    return (np.arange(count * batch) % pool_size).reshape(count, batch)
+
+
 def batches(pool: np.ndarray, batch: int, count: int | None = None) -> list[np.ndarray]:
-    """Contiguous batches drawn cyclically from the pool: ``count`` of them (default: enough to use every image)."""
-    count = count or max(1, -(-len(pool) // batch))
-    index = (np.arange(count * batch) % len(pool)).reshape(count, batch)
-    return [np.ascontiguousarray(pool[i]) for i in index]
+    """Contiguous batches drawn cyclically from the pool, as ``batch_index`` numbers them."""
+    return [np.ascontiguousarray(pool[i]) for i in batch_index(len(pool), batch, count)]

@@ -47,8 +47,12 @@ class Row:
 
     @property
     def failed(self) -> bool:
-        """A parity failure, or NaN/Inf in the timed outputs: the run exits 1."""
-        return bool(self.parity and not self.parity["passed"]) or any(p.nonfinite for p in self.points)
+        """A parity failure, NaN/Inf in the timed outputs, or timed outputs that are not the reference's (the
+        output audit): the run exits 1."""
+        outputs = [p.audits.get("outputs", {}).get("passed", True) for p in self.points]
+        return (
+            bool(self.parity and not self.parity["passed"]) or any(p.nonfinite for p in self.points) or not all(outputs)
+        )
 
     def to_dict(self) -> dict[str, Any]:
         return {**asdict(self), "points": [p.to_dict() for p in self.points], "failed": self.failed}
@@ -88,6 +92,7 @@ def run_benchmark(
     macs = sum(s.macs for s in stage_stats(model, artifact.input_shape))
     with TorchRunner(model, artifact.input_shape) as reference:
         expected = infer_in_batches(reference, photos)
+        on_pool = next(iter(infer_in_batches(reference, {artifact.input_name: pool}).values()))
     progress.step("measuring this machine's peak (best large GEMM per precision)")
     peaks = measure_peaks(threads)
     progress.step("measuring the harness's own overhead")
@@ -96,7 +101,7 @@ def run_benchmark(
     for plan in plan_rows(artifact, backends, precisions, config.device, threads):
         if plan.factory is not None:  # a planned skip is listed with the results, not shown as a step
             progress.step(f"{plan.label}", total=len(config.batch_sizes))
-        rows.append(_run_row(plan, artifact, pool, photos, expected, config, progress))
+        rows.append(_run_row(plan, artifact, pool, (photos, expected, on_pool), config, progress))
         if rows[-1].failed:
             progress.fail()
         if plan.factory is not None:
@@ -118,7 +123,9 @@ def summary(row: Row, baseline: Row) -> str:
         speed = f", {p.stats['throughput'] / base[p.batch]:.2f}x" if p.batch in base else ""
         parts.append(f"b{p.batch} {p.stats['p50'] * 1e3:.2f} ms{speed}")
     verdict = "pass" if row.parity.get("passed") else "FAIL"
-    return f"{'; '.join(parts)}; parity cos {row.parity.get('cosine')} {verdict} [{row.executed}]"
+    findings = [a["finding"] for p in row.points for a in p.audits.values() if a and a.get("finding")]
+    audits = "; ".join(findings) if findings else "audits pass"
+    return f"{'; '.join(parts)}; parity cos {row.parity.get('cosine')} {verdict}; {audits} [{row.executed}]"
 
 
 def pool_photos(artifact: Artifact) -> np.ndarray:
@@ -131,11 +138,12 @@ def _run_row(
     plan: RowPlan,
     artifact: Artifact,
     pool: np.ndarray,
-    photos: dict[str, np.ndarray],
-    expected: dict[str, np.ndarray],
+    references: tuple[dict[str, np.ndarray], dict[str, np.ndarray], np.ndarray],
     config: BenchConfig,
     progress: Progress,
 ) -> Row:
+    """Activate, check parity on the photos, sweep the batch sizes, audit; a row that cannot run says why."""
+    photos, expected, on_pool = references
     row = Row(plan.backend, plan.precision, plan.variant, plan.label, config.device, plan.file, plan.baseline)
     if plan.factory is None:
         row.skipped = plan.skip
@@ -156,11 +164,32 @@ def _run_row(
         before = compiles() if compiles else 0
         row.points = sweep(runner, pool, config, artifact.input_name, on_point=lambda point: progress.advance())
         row.recompiled = bool(compiles) and _recompiled_during_timing(compiles, before, len(config.batch_sizes))
+        _audit(row, runner, artifact, pool, on_pool, config)
     except Exception as exc:
         row.error = f"{type(exc).__name__}: {first_line(exc)}"
     finally:
         runner.deactivate()
     return row
+
+
+def _audit(
+    row: Row, runner: Any, artifact: Artifact, pool: np.ndarray, on_pool: np.ndarray, config: BenchConfig
+) -> None:
+    """The output audit on every point; the cache audit (and with ``--audit`` the seed audit) on the first."""
+    from rbench.bench.audit import audit_cache, audit_outputs, audit_seed
+
+    tolerance = tolerance_for(row.precision, artifact.bounds_family)
+    measured = [p for p in row.points if p.stats]
+    for point in measured:
+        point.audits["outputs"] = audit_outputs(point, len(pool), on_pool, tolerance)
+        point.sampled = []
+    if measured:
+        first = measured[0]
+        first.audits["cache"] = audit_cache(runner, pool, first.batch, config, artifact.input_name)
+        if config.audit:
+            first.audits["seed"] = audit_seed(runner, artifact.preprocess, first.batch, config, artifact.input_name)
+    for point in measured:
+        point.warnings += [a["finding"] for a in point.audits.values() if a and a.get("finding")]
 
 
 def _recompiled_during_timing(compiles: Callable[[], int], before: int, shapes: int) -> bool:

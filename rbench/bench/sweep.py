@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 import numpy as np
@@ -36,9 +36,12 @@ class Point:
     error: str | None = None
     nonfinite: int = 0  # NaN/Inf values in the outputs of the timed calls
     samples: list[float] = field(default_factory=list)  # raw latencies (s), in order; at most MAX_SAMPLES kept
+    audits: dict[str, Any] = field(default_factory=dict)  # rbench.bench.audit's findings on this point
+    #: (feed index, outputs) of up to SAMPLED timed calls, spread over the run, for the output audit (not saved)
+    sampled: list[tuple[int, dict[str, np.ndarray]]] = field(default_factory=list, repr=False)
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        return {f.name: getattr(self, f.name) for f in fields(self) if f.name != "sampled"}
 
 
 def time_point(runner: Runner, pool: np.ndarray, batch: int, config: BenchConfig, input_name: str) -> Point:
@@ -71,6 +74,8 @@ def time_point(runner: Runner, pool: np.ndarray, batch: int, config: BenchConfig
     measurement = Measurement(tuple(samples), batch)
     point.stats = measurement.stats()
     point.warnings = measurement.warnings()
+    step = max(1, len(outputs) // SAMPLED)
+    point.sampled = [(i % len(feeds), outputs[i]) for i in range(0, len(outputs), step)][:SAMPLED]
     point.nonfinite = sum(int((~np.isfinite(v)).sum()) for out in outputs for v in out.values())
     if point.nonfinite:
         point.warnings.append(f"{point.nonfinite} NaN/Inf values in the outputs of the timed calls")
@@ -79,6 +84,8 @@ def time_point(runner: Runner, pool: np.ndarray, batch: int, config: BenchConfig
 
 #: Raw samples a results file keeps per point, so ``rbench compare`` can bootstrap saved runs.
 MAX_SAMPLES = 2000
+#: Timed calls whose outputs the output audit compares with the reference (spread over the timed run).
+SAMPLED = 32
 
 
 def keep_samples(samples: list[float], limit: int = MAX_SAMPLES) -> list[float]:

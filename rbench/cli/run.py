@@ -29,6 +29,7 @@ def run(
     min_iterations: int = typer.Option(10, help="Timed calls per point, at least."),
     threads: int = typer.Option(0, help="Threads for every backend; 0: every core this process may use."),
     seed: int = typer.Option(0, help="Seed for random weights and the input pool's order."),
+    audit: bool = typer.Option(False, help="Also run the seed audit (another seed must move throughput <= 5%)."),
     artifacts_dir: Path = typer.Option(Path("artifacts"), help="Where exported artifacts go."),
     out_dir: Path = typer.Option(Path("results"), "--out", help="Folder for results.json, .csv, report.md, PNGs."),
     as_json: bool = typer.Option(False, "--json", help="Print results.json instead of tables."),
@@ -44,8 +45,9 @@ def run(
     from rbench.bench.run import prepare_artifact, run_benchmark
 
     chosen_precisions, chosen_backends = _choices(precision, backends)
+    sizes = _sizes(batch_sizes)
     config = BenchConfig(
-        _sizes(batch_sizes), warmup_s, duration_s, min_iterations, threads, seed, device=_device(device)
+        sizes, warmup_s, duration_s, min_iterations, threads, seed, device=_device(device), audit=audit
     )
     _check_inputs(model, weights, artifact, out_dir, seed)
     with progress(not as_json) as shown:

@@ -1,0 +1,133 @@
+"""Honesty audits after MLPerf's compliance tests, run on every row so a backend that cheats (or a harness that is
+fooled) shows in the report.
+
+- ``cache`` (TEST04): the same input repeated must not run more than 10% faster than inputs never seen before; if
+  it does, something is caching by input and the row carries a warning.
+- ``outputs`` (TEST01): outputs sampled during the timed run must match the FP32 reference's outputs on the same
+  inputs within the row precision's bounds; a runner that returns stale, cached or constant outputs while timed
+  fails the row.
+- ``seed`` (TEST05, ``--audit``): another seed (another input order and pool) must move throughput by at most 5%.
+
+Both timed audits alternate their two conditions in blocks (A B A B), so the machine's drift hits both alike.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import numpy as np
+
+from rbench.bench.config import BenchConfig
+from rbench.bench.inputs import batch_index, image_pool
+from rbench.bench.measurement import nearest_rank
+from rbench.bench.parity import compare, sig
+from rbench.bench.sweep import Point, _run_for
+from rbench.data import Preprocess
+from rbench.precisions import Tolerance
+from rbench.runtime.base import Runner, validate_feed
+
+CACHE_LIMIT = 0.90  # repeated / distinct median latency below this: a cache effect
+SEED_LIMIT = 0.05  # |throughput(other seed) / throughput(seed) - 1| above this: seed-dependent
+BLOCKS = 2
+
+
+def _feeds(runner: Runner, pool: np.ndarray, batch: int, input_name: str) -> list[dict[str, np.ndarray]]:
+    specs = runner.input_specs()
+    dtypes = {s.name: s.dtype for s in specs}
+    feeds = [
+        {input_name: np.ascontiguousarray(pool[i]).astype(dtypes.get(input_name, np.float32), copy=False)}
+        for i in batch_index(len(pool), batch)
+    ]
+    for feed in feeds:
+        validate_feed(feed, specs)
+    return feeds
+
+
+def _alternate(runner: Runner, a: list[dict], b: list[dict], config: BenchConfig) -> tuple[float, float]:
+    """Median latency of feeds ``a`` and of feeds ``b``, timed in alternating blocks."""
+    seconds = max(0.2, config.duration_s / 6)
+    times: tuple[list[float], list[float]] = ([], [])
+    for _ in range(BLOCKS):
+        for side, feeds in enumerate((a, b)):
+            samples, _ = _run_for(runner, feeds, seconds, 5, config.device)
+            times[side].extend(samples)
+    return tuple(nearest_rank(np.sort(t), 50) for t in times)  # type: ignore[return-value]
+
+
+def _calls(runner: Runner, feeds: list[dict], device: str) -> list[float]:
+    """Each feed exactly once, each call timed."""
+    from rbench.bench.clock import synchronize
+
+    samples = []
+    for feed in feeds:
+        start = time.perf_counter_ns()
+        runner.infer(feed, check_inputs=False)
+        synchronize(device)
+        samples.append((time.perf_counter_ns() - start) * 1e-9)
+    return samples
+
+
+def audit_cache(runner: Runner, pool: np.ndarray, batch: int, config: BenchConfig, input_name: str) -> dict[str, Any]:
+    """TEST04: one input repeated against inputs never seen before (the pool's images with fresh noise of 1e-3 on
+    every call, so no cache of any size can answer them), in alternating blocks of equal counts."""
+    pool_feeds = _feeds(runner, pool, batch, input_name)
+    rng = np.random.default_rng(config.seed + 7)
+    calls = max(config.min_iterations, 20)
+    times: tuple[list[float], list[float]] = ([], [])
+    for _ in range(BLOCKS):
+        unseen = [
+            {k: (v + rng.normal(0, 1e-3, v.shape)).astype(v.dtype) for k, v in pool_feeds[i % len(pool_feeds)].items()}
+            for i in range(calls)
+        ]
+        times[0].extend(_calls(runner, [pool_feeds[0]] * calls, config.device))
+        times[1].extend(_calls(runner, unseen, config.device))
+    repeated, distinct_p50 = (nearest_rank(np.sort(t), 50) for t in times)
+    ratio = repeated / distinct_p50
+    return {
+        "repeated_p50": repeated,
+        "distinct_p50": distinct_p50,
+        "ratio": sig(ratio, 4),
+        "limit": CACHE_LIMIT,
+        "passed": ratio >= CACHE_LIMIT,
+        "finding": None if ratio >= CACHE_LIMIT else f"cache effect: one input repeated runs {1 - ratio:.0%} faster",
+    }
+
+
+def audit_outputs(point: Point, pool_size: int, reference: np.ndarray, tolerance: Tolerance) -> dict[str, Any]:
+    """TEST01: the outputs of sampled timed calls against the reference's outputs on the same inputs."""
+    if not point.sampled:
+        return {}
+    index = batch_index(pool_size, point.batch)
+    expected = np.concatenate([reference[index[f]] for f, _ in point.sampled])
+    actual = np.concatenate([next(iter(out.values())) for _, out in point.sampled]).astype(np.float32)
+    stats = compare(expected, actual)
+    failing = stats.failing(tolerance)
+    return {
+        "calls": len(point.sampled),
+        "cosine": sig(stats.min_cosine),
+        "max_abs_rel": sig(stats.min_passing_rel),
+        "top1": sig(stats.top1),
+        "passed": not failing,
+        "finding": None if not failing else "timed outputs differ from the reference: " + "; ".join(failing.values()),
+    }
+
+
+def audit_seed(
+    runner: Runner, preprocess: Preprocess, batch: int, config: BenchConfig, input_name: str
+) -> dict[str, Any]:
+    """TEST05: the same row with another seed's pool (another order, other crops) in alternating blocks."""
+    ours = _feeds(runner, image_pool(preprocess, config.pool_size, config.seed), batch, input_name)
+    other = _feeds(runner, image_pool(preprocess, config.pool_size, config.seed + 1), batch, input_name)
+    ours_p50, other_p50 = _alternate(runner, ours, other, config)
+    change = ours_p50 / other_p50 - 1  # throughput(other) / throughput(ours) - 1
+    return {
+        "seed": config.seed,
+        "other_seed": config.seed + 1,
+        "throughput_change": sig(change, 4),
+        "limit": SEED_LIMIT,
+        "passed": abs(change) <= SEED_LIMIT,
+        "finding": None
+        if abs(change) <= SEED_LIMIT
+        else f"seed-dependent: another seed moves throughput {change:+.0%}",
+    }
