@@ -94,17 +94,30 @@ def audit_cache(runner: Runner, pool: np.ndarray, batch: int, config: BenchConfi
     }
 
 
-def audit_outputs(point: Point, pool_size: int, reference: np.ndarray, tolerance: Tolerance) -> dict[str, Any]:
-    """TEST01: the outputs of sampled timed calls against the reference's outputs on the same inputs."""
+def audit_outputs(
+    point: Point, pool_size: int, reference: np.ndarray, tolerance: Tolerance, judged: np.ndarray | None = None
+) -> dict[str, Any]:
+    """TEST01: the outputs of sampled timed calls against the reference's outputs on the same inputs, for the
+    inputs the parity check judged (``judged``: a mask over the pool, the photos; default every input), so the
+    bounds mean what they mean in the parity check."""
     if not point.sampled:
         return {}
+    judged = np.ones(pool_size, bool) if judged is None else judged
     index = batch_index(pool_size, point.batch)
-    expected = np.concatenate([reference[index[f]] for f, _ in point.sampled])
-    actual = np.concatenate([next(iter(out.values())) for _, out in point.sampled]).astype(np.float32)
+    rows = []
+    for f, out in point.sampled:
+        keep = judged[index[f]]
+        if keep.any():
+            rows.append((index[f][keep], next(iter(out.values()))[keep]))
+    if not rows:
+        return {}
+    expected = np.concatenate([reference[i] for i, _ in rows])
+    actual = np.concatenate([o for _, o in rows]).astype(np.float32)
     stats = compare(expected, actual)
     failing = stats.failing(tolerance)
     return {
         "calls": len(point.sampled),
+        "outputs": len(expected),
         "cosine": sig(stats.min_cosine),
         "max_abs_rel": sig(stats.min_passing_rel),
         "top1": sig(stats.top1),

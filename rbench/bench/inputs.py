@@ -21,6 +21,14 @@ def image_pool(preprocess: Preprocess, size: int = 32, seed: int = 0) -> np.ndar
     return pool[np.random.default_rng(seed).permutation(len(pool))]
 
 
+def photo_mask(size: int = 32, seed: int = 0) -> np.ndarray:
+    """Which entries of ``image_pool(…, size, seed)`` are the built-in photos themselves (the parity check's inputs),
+    rather than augmented crops."""
+    from rbench.data import BUILTIN_PHOTOS
+
+    return np.random.default_rng(seed).permutation(size) < len(BUILTIN_PHOTOS)
+
+
 def batch_index(pool_size: int, batch: int, count: int | None = None) -> np.ndarray:
     """``[count, batch]`` pool indices of contiguous batches drawn cyclically (default: enough for every image)."""
     count = count or max(1, -(-pool_size // batch))

@@ -49,6 +49,7 @@ def markdown(data: dict[str, Any]) -> str:
     lines += _parity_rows(data)
     lines += ["", "## Honesty audits (after MLPerf's TEST04, TEST01, TEST05)", ""]
     lines += _audit_lines(data)
+    lines += _loadgen_lines(data)
     lines += ["", "## Cold start", "", "| row | session / compile s | first call ms (per batch) |", "|---|---|---|"]
     lines += [
         f"| {r['label']} | {r['session_s']:.2f} | "
@@ -99,6 +100,35 @@ def _speed_rows(data: dict[str, Any]) -> list[str]:
                 f"{s['throughput']:.1f} | {speed} | {e.get('gflops', 0):.0f} | {_pct(e.get('share_of_peak'))} | "
                 f"{'; '.join(notes)} |"
             )
+    return lines
+
+
+def _loadgen_lines(data: dict[str, Any]) -> list[str]:
+    rows = [r for r in data["rows"] if r.get("loadgen")]
+    if not rows:
+        return []
+    lines = [
+        "",
+        "## MLPerf LoadGen",
+        "",
+        "| row | scenario | result | figure | rbench p90 (batch 1) | log |",
+        "|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        lg = r["loadgen"]
+        if "error" in lg:
+            lines.append(f"| {r['label']} | {lg.get('scenario', '')} | error: {lg['error']} | | | |")
+            continue
+        value = lg["value"]
+        shown = f"{value / 1e6:.2f} ms" if lg["headline"].endswith(("latency", "query")) else f"{value:.1f}"
+        own = (
+            f"{lg['rbench_p90_ns'] / 1e6:.2f} ms ({lg['loadgen_over_rbench_p90']:.3f}x)"
+            if "rbench_p90_ns" in lg
+            else ""
+        )
+        lines.append(
+            f"| {r['label']} | {lg['scenario']} | {lg['validity']} | {lg['headline']}: {shown} | {own} | {lg['log']} |"
+        )
     return lines
 
 

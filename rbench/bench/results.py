@@ -50,6 +50,9 @@ CSV_COLUMNS = (
     "session_s",
     "peak_rss_mb",
     "file",
+    "scenario",
+    "loadgen_validity",
+    "loadgen_value",
 )
 
 
@@ -132,6 +135,12 @@ def csv_rows(data: dict[str, Any]) -> list[dict[str, Any]]:
         common |= {k: r["parity"].get(k) for k in ("cosine", "max_abs_rel", "top1")}
         common["parity"] = "" if not r["parity"] else ("pass" if r["parity"]["passed"] else "FAIL")
         common["session_s"] = r["session_s"]
+        loadgen = r.get("loadgen") or {}
+        common |= {
+            "scenario": loadgen.get("scenario"),
+            "loadgen_validity": loadgen.get("validity") or loadgen.get("error"),
+            "loadgen_value": loadgen.get("value"),
+        }
         if r["skipped"] or r["error"] or not r["points"]:
             out.append({**common, "status": f"skipped: {r['skipped']}" if r["skipped"] else f"error: {r['error']}"})
             continue

@@ -44,6 +44,7 @@ class Row:
     parity: dict[str, Any] = field(default_factory=dict)
     points: list[Point] = field(default_factory=list)
     recompiled: bool = False
+    loadgen: dict[str, Any] = field(default_factory=dict)  # an MLPerf LoadGen scenario's figures, if one ran
 
     @property
     def failed(self) -> bool:
@@ -79,8 +80,14 @@ def run_benchmark(
     config: BenchConfig,
     progress: Progress = Silent(),
     on_row: Callable[[Row], None] = lambda row: None,
+    scenario: Any = None,
+    log_dir: Path | None = None,
 ) -> RunResult:
-    """Time every row of ``plan_rows`` on ``artifact``; a row that cannot run says why, and the run goes on."""
+    """Time every row of ``plan_rows`` on ``artifact``; a row that cannot run says why, and the run goes on.
+
+    With ``scenario`` (a ``rbench.bench.loadgen.ScenarioConfig``) every row that ran also goes through that MLPerf
+    LoadGen scenario; its logs go to ``log_dir/<row>``.
+    """
     from rbench.models.stats import stage_stats
     from rbench.runtime import TorchRunner
 
@@ -101,7 +108,8 @@ def run_benchmark(
     for plan in plan_rows(artifact, backends, precisions, config.device, threads):
         if plan.factory is not None:  # a planned skip is listed with the results, not shown as a step
             progress.step(f"{plan.label}", total=len(config.batch_sizes))
-        rows.append(_run_row(plan, artifact, pool, (photos, expected, on_pool), config, progress))
+        loadgen = (scenario, log_dir or Path("loadgen")) if scenario is not None else None
+        rows.append(_run_row(plan, artifact, pool, (photos, expected, on_pool), config, progress, loadgen))
         if rows[-1].failed:
             progress.fail()
         if plan.factory is not None:
@@ -141,8 +149,10 @@ def _run_row(
     references: tuple[dict[str, np.ndarray], dict[str, np.ndarray], np.ndarray],
     config: BenchConfig,
     progress: Progress,
+    loadgen: tuple[Any, Path] | None = None,
 ) -> Row:
-    """Activate, check parity on the photos, sweep the batch sizes, audit; a row that cannot run says why."""
+    """Activate, check parity on the photos, sweep the batch sizes, audit, and with ``loadgen`` (a scenario and a
+    log folder) run that LoadGen scenario; a row that cannot run says why."""
     photos, expected, on_pool = references
     row = Row(plan.backend, plan.precision, plan.variant, plan.label, config.device, plan.file, plan.baseline)
     if plan.factory is None:
@@ -165,6 +175,8 @@ def _run_row(
         row.points = sweep(runner, pool, config, artifact.input_name, on_point=lambda point: progress.advance())
         row.recompiled = bool(compiles) and _recompiled_during_timing(compiles, before, len(config.batch_sizes))
         _audit(row, runner, artifact, pool, on_pool, config)
+        if loadgen is not None:
+            row.loadgen = _loadgen(runner, row, artifact, pool, *loadgen)
     except Exception as exc:
         row.error = f"{type(exc).__name__}: {first_line(exc)}"
     finally:
@@ -180,8 +192,11 @@ def _audit(
 
     tolerance = tolerance_for(row.precision, artifact.bounds_family)
     measured = [p for p in row.points if p.stats]
+    from rbench.bench.inputs import photo_mask
+
+    photos = photo_mask(len(pool), config.seed)
     for point in measured:
-        point.audits["outputs"] = audit_outputs(point, len(pool), on_pool, tolerance)
+        point.audits["outputs"] = audit_outputs(point, len(pool), on_pool, tolerance, photos)
         point.sampled = []
     if measured:
         first = measured[0]
@@ -190,6 +205,28 @@ def _audit(
             first.audits["seed"] = audit_seed(runner, artifact.preprocess, first.batch, config, artifact.input_name)
     for point in measured:
         point.warnings += [a["finding"] for a in point.audits.values() if a and a.get("finding")]
+
+
+def _loadgen(
+    runner: Any, row: Row, artifact: Artifact, pool: np.ndarray, scenario: Any, log_dir: Path
+) -> dict[str, Any]:
+    """The row again, driven by LoadGen; single-stream's p90 is set beside rbench's own batch-1 p90."""
+    from rbench.bench.loadgen import run_scenario
+
+    measured = {p.batch: p.stats for p in row.points if p.stats}
+    if not measured:
+        return {"error": "no timed point to size the scenario from"}
+    batch = scenario.batch if scenario.scenario == "offline" and scenario.batch in measured else min(measured)
+    expected = measured[batch]["p50"] if scenario.scenario == "offline" else measured[batch]["p50"] / batch
+    slug = row.label.replace(" ", "-")
+    try:
+        result = run_scenario(runner, pool, artifact.input_name, scenario, expected, log_dir / slug)
+    except Exception as exc:
+        return {"scenario": scenario.scenario, "error": f"{type(exc).__name__}: {first_line(exc)}"}
+    if scenario.scenario == "single-stream" and 1 in measured and result.get("value"):
+        result["rbench_p90_ns"] = measured[1]["p90"] * 1e9
+        result["loadgen_over_rbench_p90"] = sig(result["value"] / result["rbench_p90_ns"], 4)
+    return result
 
 
 def _recompiled_during_timing(compiles: Callable[[], int], before: int, shapes: int) -> bool:

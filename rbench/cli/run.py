@@ -30,6 +30,13 @@ def run(
     threads: int = typer.Option(0, help="Threads for every backend; 0: every core this process may use."),
     seed: int = typer.Option(0, help="Seed for random weights and the input pool's order."),
     audit: bool = typer.Option(False, help="Also run the seed audit (another seed must move throughput <= 5%)."),
+    scenario: str = typer.Option(
+        None,
+        help="Also drive every row through an MLPerf LoadGen scenario: single-stream, multi-stream, offline, server.",
+    ),
+    target_qps: float = typer.Option(10.0, help="LoadGen server: queries per second (Poisson arrivals)."),
+    latency_bound_ms: float = typer.Option(15.0, help="LoadGen server: the p99 latency bound (MLPerf: 15 ms)."),
+    mlperf_official: bool = typer.Option(False, help="LoadGen with MLPerf's own settings (10 minutes and more each)."),
     artifacts_dir: Path = typer.Option(Path("artifacts"), help="Where exported artifacts go."),
     out_dir: Path = typer.Option(Path("results"), "--out", help="Folder for results.json, .csv, report.md, PNGs."),
     as_json: bool = typer.Option(False, "--json", help="Print results.json instead of tables."),
@@ -49,10 +56,13 @@ def run(
     config = BenchConfig(
         sizes, warmup_s, duration_s, min_iterations, threads, seed, device=_device(device), audit=audit
     )
+    loadgen = _scenario(scenario, target_qps, latency_bound_ms, mlperf_official, sizes)
     _check_inputs(model, weights, artifact, out_dir, seed)
     with progress(not as_json) as shown:
         measured = prepare_artifact(model, weights, seed, artifact, chosen_precisions, artifacts_dir, shown)
-        result = run_benchmark(measured, chosen_backends, chosen_precisions, config, shown)
+        result = run_benchmark(
+            measured, chosen_backends, chosen_precisions, config, shown, scenario=loadgen, log_dir=out_dir / "loadgen"
+        )
         data = to_json(result, list(_state["argv"]), environment())
         shown.step("writing results.json, results.csv, report.md and plots")
         paths = write_results(out_dir, data, markdown(data), plots(data))
@@ -81,6 +91,21 @@ def _choices(precision: str, backends: str) -> tuple[list[str], list[str]]:
     if bad or not names:
         raise unknown_choice("backend", ", ".join(bad) or backends, [*BACKENDS, "all"])
     return precisions, [b for b in BACKENDS if b in names]
+
+
+def _scenario(name: str | None, qps: float, bound_ms: float, official: bool, sizes: tuple[int, ...]) -> Any:
+    if name is None:
+        if official:
+            from rbench.errors import BadInputError
+
+            raise BadInputError("--mlperf-official applies to a LoadGen run: add --scenario")
+        return None
+    from rbench.bench.loadgen import ScenarioConfig
+
+    config = ScenarioConfig(name, target_qps=qps, latency_bound_ms=bound_ms, batch=max(sizes), official=official)
+    if official:
+        err.print("note: MLPerf's official settings run each scenario for 10 minutes or more per row", markup=False)
+    return config
 
 
 def _sizes(text: str) -> tuple[int, ...]:
