@@ -75,8 +75,13 @@ def settings(lg: Any, config: ScenarioConfig, expected_latency_s: float) -> Any:
     s = lg.TestSettings()
     s.scenario = getattr(lg.TestScenario, SCENARIOS[config.scenario])
     s.mode = lg.TestMode.PerformanceOnly
-    if config.official:
-        return s  # LoadGen's built-in defaults are MLPerf's: 600 s minimum, 15 ms ResNet-50 server bound
+    if config.official:  # MLPerf's own ResNet-50 settings, embedded in LoadGen: 600 s minimum, 15 ms server bound
+        with tempfile.NamedTemporaryFile("w", suffix=".conf") as empty_user_conf:
+            s.FromConfig(empty_user_conf.name, "resnet50", SCENARIOS[config.scenario], 0)
+        s.server_target_qps = config.target_qps
+        s.single_stream_expected_latency_ns = int(expected_latency_s * 1e9)
+        s.offline_expected_qps = max(1.0, config.batch / expected_latency_s)
+        return s
     s.min_duration_ms = config.min_duration_ms
     s.min_query_count = max(config.min_query_count, MIN_QUERIES[config.scenario])
     # under-estimate latencies (over-estimate rates) by half: LoadGen pre-generates queries from them, and a run that

@@ -104,7 +104,7 @@ def _scenario(name: str | None, qps: float, bound_ms: float, official: bool, siz
 
     config = ScenarioConfig(name, target_qps=qps, latency_bound_ms=bound_ms, batch=max(sizes), official=official)
     if official:
-        err.print("note: MLPerf's official settings run each scenario for 10 minutes or more per row", markup=False)
+        err.print("note: MLPerf's official settings run each scenario for at least 10 minutes per row", markup=False)
     return config
 
 

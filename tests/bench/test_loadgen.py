@@ -65,3 +65,14 @@ def test_run_puts_loadgen_figures_into_json_csv_and_markdown(resnet20_artifact, 
 def test_bad_scenario_settings(kwargs, message):
     with pytest.raises(BadInputError, match=message):
         ScenarioConfig(**kwargs)
+
+
+def test_short_settings_by_default_and_mlperfs_own_when_official():
+    import mlperf_loadgen as lg
+
+    from rbench.bench.loadgen import settings
+
+    short = settings(lg, ScenarioConfig("multi-stream"), 0.04)
+    assert (short.min_duration_ms, short.min_query_count, short.multi_stream_samples_per_query) == (3000, 662, 8)
+    official = settings(lg, ScenarioConfig("server", official=True), 0.04)
+    assert official.min_duration_ms == 600_000 and official.server_target_latency_ns == 15_000_000
