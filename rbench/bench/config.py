@@ -25,6 +25,7 @@ class BenchConfig:
     pool_size: int = 32  # distinct preprocessed images the inputs are drawn from
     device: str = "cpu"
     audit: bool = False  # also the seed audit (TEST05); the cache and output audits always run
+    streams: int = 1  # requests in flight for the concurrency measurement; 1: none; 0: OpenVINO's optimal count
 
     def __post_init__(self) -> None:
         if not self.batch_sizes or any(b < 1 or b > 4096 for b in self.batch_sizes):
@@ -38,6 +39,8 @@ class BenchConfig:
             raise BadInputError(f"--min-iterations must be 1 or more, got {self.min_iterations}")
         if not 0 <= self.threads <= 1024:
             raise BadInputError(f"--threads must be 0 (all cores) to 1024, got {self.threads}")
+        if not 0 <= self.streams <= 256:
+            raise BadInputError(f"--streams must be 0 (OpenVINO's optimal count) to 256, got {self.streams}")
         if self.seed < 0:
             raise BadInputError(f"--seed must be 0 or more, got {self.seed}")
         if self.device not in ("cpu", "cuda"):

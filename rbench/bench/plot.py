@@ -123,5 +123,25 @@ def speedup_plot(data: dict[str, Any]) -> bytes:
     return _png(fig)
 
 
+def streams_plot(data: dict[str, Any]) -> bytes:
+    fig, ax = _figure("Throughput with requests in flight (--streams), per batch size", data)
+    i = 0
+    for r in data["rows"]:
+        for batch, found in (r.get("concurrency") or {}).items():
+            measured = [m for m in found if "throughput" in m]
+            if measured:
+                labels = [f"{m['requests']} req, {m['mode'].split('=')[-1]}" for m in measured]
+                values = [m["throughput"] for m in measured]
+                ax.plot(labels, values, label=f"{r['label']} b{batch}", **_style(i, r["label"]))
+                i += 1
+    ax.set(xlabel="requests in flight (setting)", ylabel="throughput (images/s)")
+    ax.legend(fontsize=7)
+    ax.grid(alpha=0.3)
+    return _png(fig)
+
+
 def plots(data: dict[str, Any]) -> dict[str, bytes]:
-    return {"latency": latency_plot(data), "throughput": throughput_plot(data), "speedup": speedup_plot(data)}
+    found = {"latency": latency_plot(data), "throughput": throughput_plot(data), "speedup": speedup_plot(data)}
+    if any(r.get("concurrency") for r in data["rows"]):
+        found["streams"] = streams_plot(data)
+    return found

@@ -50,6 +50,7 @@ def markdown(data: dict[str, Any]) -> str:
     lines += ["", "## Honesty audits (after MLPerf's TEST04, TEST01, TEST05)", ""]
     lines += _audit_lines(data)
     lines += _loadgen_lines(data)
+    lines += _concurrency_lines(data)
     lines += ["", "## Cold start", "", "| row | session / compile s | first call ms (per batch) |", "|---|---|---|"]
     lines += [
         f"| {r['label']} | {r['session_s']:.2f} | "
@@ -100,6 +101,25 @@ def _speed_rows(data: dict[str, Any]) -> list[str]:
                 f"{s['throughput']:.1f} | {speed} | {e.get('gflops', 0):.0f} | {_pct(e.get('share_of_peak'))} | "
                 f"{'; '.join(notes)} |"
             )
+    return lines
+
+
+def _concurrency_lines(data: dict[str, Any]) -> list[str]:
+    rows = [r for r in data["rows"] if r.get("concurrency")]
+    if not rows:
+        return []
+    lines = ["", "## Requests in flight (--streams)", ""]
+    lines += ["| row | batch | how | requests | streams x threads | images/s |", "|---|---|---|---|---|---|"]
+    for r in rows:
+        for batch, found in r["concurrency"].items():
+            for m in found:
+                if "throughput" not in m:
+                    lines.append(f"| {r['label']} | {batch} | {m.get('error') or m.get('skipped')} | | | |")
+                    continue
+                lines.append(
+                    f"| {r['label']} | {batch} | {m['mode']} | {m['requests']} | "
+                    f"{m['streams']} x {m['threads_per_stream']} | {m['throughput']:.1f} |"
+                )
     return lines
 
 

@@ -45,6 +45,7 @@ class Row:
     points: list[Point] = field(default_factory=list)
     recompiled: bool = False
     loadgen: dict[str, Any] = field(default_factory=dict)  # an MLPerf LoadGen scenario's figures, if one ran
+    concurrency: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  # batch -> --streams measurements
 
     @property
     def failed(self) -> bool:
@@ -175,6 +176,8 @@ def _run_row(
         row.points = sweep(runner, pool, config, artifact.input_name, on_point=lambda point: progress.advance())
         row.recompiled = bool(compiles) and _recompiled_during_timing(compiles, before, len(config.batch_sizes))
         _audit(row, runner, artifact, pool, on_pool, config)
+        if config.streams != 1 and plan.file and plan.backend in ("ort", "openvino"):
+            row.concurrency = _concurrency(plan, artifact, pool, config)
         if loadgen is not None:
             row.loadgen = _loadgen(runner, row, artifact, pool, *loadgen)
     except Exception as exc:
@@ -205,6 +208,25 @@ def _audit(
             first.audits["seed"] = audit_seed(runner, artifact.preprocess, first.batch, config, artifact.input_name)
     for point in measured:
         point.warnings += [a["finding"] for a in point.audits.values() if a and a.get("finding")]
+
+
+def _concurrency(plan: RowPlan, artifact: Artifact, pool: np.ndarray, config: BenchConfig) -> dict[str, Any]:
+    from rbench.bench.concurrency import measure_streams
+    from rbench.bench.inputs import batches
+
+    model = artifact.path / str(plan.file)
+    return {
+        str(b): measure_streams(
+            plan.backend,
+            model,
+            plan.precision,
+            batches(pool, b),
+            config.streams,
+            config.duration_s,
+            config.resolved_threads(),
+        )
+        for b in config.batch_sizes
+    }
 
 
 def _loadgen(

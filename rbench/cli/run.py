@@ -30,6 +30,7 @@ def run(
     threads: int = typer.Option(0, help="Threads for every backend; 0: every core this process may use."),
     seed: int = typer.Option(0, help="Seed for random weights and the input pool's order."),
     audit: bool = typer.Option(False, help="Also run the seed audit (another seed must move throughput <= 5%)."),
+    streams: int = typer.Option(1, help="Also measure throughput with N requests in flight (0: OpenVINO's optimum)."),
     scenario: str = typer.Option(
         None,
         help="Also drive every row through an MLPerf LoadGen scenario: single-stream, multi-stream, offline, server.",
@@ -54,7 +55,7 @@ def run(
     chosen_precisions, chosen_backends = _choices(precision, backends)
     sizes = _sizes(batch_sizes)
     config = BenchConfig(
-        sizes, warmup_s, duration_s, min_iterations, threads, seed, device=_device(device), audit=audit
+        sizes, warmup_s, duration_s, min_iterations, threads, seed, device=_device(device), audit=audit, streams=streams
     )
     loadgen = _scenario(scenario, target_qps, latency_bound_ms, mlperf_official, sizes)
     _check_inputs(model, weights, artifact, out_dir, seed)

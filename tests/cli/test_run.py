@@ -183,3 +183,20 @@ def test_a_row_that_fails_parity_is_marked_and_exits_1(resnet20_artifact, copy_a
     ort_row = next(r for r in data["rows"] if r["backend"] == "ort")
     assert data["passed"] is False and ort_row["failed"] and ort_row["points"]  # measured all the same
     assert "**FAIL**" in (tmp_path / "r" / "report.md").read_text()
+
+
+def test_streams_measure_requests_in_flight(resnet20_artifact, tmp_path):
+    out = tmp_path / "results"
+    args = ["run", "--artifact", str(resnet20_artifact.path), "--backends", "torch,ort,openvino", "--precision", "fp32"]
+    args += ["--batch-sizes", "2", "--warmup-s", "0", "--duration-s", "0.3", "--streams", "2", "--out", str(out)]
+    result = cli.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    rows = {r["label"]: r for r in json.loads((out / "results.json").read_text())["rows"]}
+    ort_found = rows["ort cpu fp32"]["concurrency"]["2"]
+    assert ort_found[0]["streams"] == 2 and ort_found[0]["threads_per_stream"] >= 1 and ort_found[0]["throughput"] > 0
+    ov_modes = [m["mode"] for m in rows["openvino cpu fp32"]["concurrency"]["2"]]
+    assert ov_modes == ["AsyncInferQueue, PERFORMANCE_HINT=LATENCY", "AsyncInferQueue, PERFORMANCE_HINT=THROUGHPUT"]
+    assert rows["torch folded channels_last fp32"]["concurrency"] == {}  # CPU torch: one request, said in the README
+    assert (out / "streams.png").read_bytes()[:4] == b"\x89PNG" and "## Requests in flight" in (
+        out / "report.md"
+    ).read_text()
