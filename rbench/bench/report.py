@@ -104,12 +104,18 @@ def _speed_rows(data: dict[str, Any]) -> list[str]:
     return lines
 
 
+def _section(title: str, columns: list[str]) -> list[str]:
+    """A section heading and the head of its table."""
+    return ["", f"## {title}", "", "| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+
+
 def _concurrency_lines(data: dict[str, Any]) -> list[str]:
     rows = [r for r in data["rows"] if r.get("concurrency")]
     if not rows:
         return []
-    lines = ["", "## Requests in flight (--streams)", ""]
-    lines += ["| row | batch | how | requests | streams x threads | images/s |", "|---|---|---|---|---|---|"]
+    lines = _section(
+        "Requests in flight (--streams)", ["row", "batch", "how", "requests", "streams x threads", "images/s"]
+    )
     for r in rows:
         for batch, found in r["concurrency"].items():
             for m in found:
@@ -127,13 +133,7 @@ def _loadgen_lines(data: dict[str, Any]) -> list[str]:
     rows = [r for r in data["rows"] if r.get("loadgen")]
     if not rows:
         return []
-    lines = [
-        "",
-        "## MLPerf LoadGen",
-        "",
-        "| row | scenario | result | figure | rbench p90 (batch 1) | log |",
-        "|---|---|---|---|---|---|",
-    ]
+    lines = _section("MLPerf LoadGen", ["row", "scenario", "result", "figure", "rbench p90 (batch 1)", "log"])
     for r in rows:
         lg = r["loadgen"]
         if "error" in lg:

@@ -160,7 +160,7 @@ def live_table(data: dict[str, Any]) -> Any:
     t = table(
         title=f"{data['artifact'].rsplit('/', 1)[-1]}: latency per batch, vs eager FP32, share of peak, parity",
         caption="p50 per call; x: throughput over eager PyTorch FP32 at the same batch; peak: this run's best "
-        "GEMM of the executed precision; parity: PyTorch FP32 on the photos.",
+        "GEMM of the executed precision; parity: PyTorch FP32 on the photos; audit ✗: an honesty audit failed.",
     )
     add_columns(t, ("row", "batch", "p50 ms", "img/s", "x", "peak", "parity"), left=("row", "parity"))
     from rbench.bench.results import baseline_throughput
@@ -172,6 +172,9 @@ def live_table(data: dict[str, Any]) -> Any:
             continue  # listed below the table, grouped (skipped_lines)
         parity = r["parity"]
         verdict = mark(f"cos {parity['cosine']:.5f}", parity["passed"]) if parity else ""
+        audits = [a for p in r["points"] for a in p.get("audits", {}).values() if a]
+        if any(not a["passed"] for a in audits):
+            verdict += " [red]audit ✗[/]"  # the findings are in the row's line above and in report.md
         for p in r["points"]:
             if p["error"]:
                 t.add_row(label, str(p["batch"]), "", "", "", "", f"error: {p['error']}")
