@@ -73,7 +73,7 @@ def audit_cache(runner: Runner, pool: np.ndarray, batch: int, config: BenchConfi
     every call, so no cache of any size can answer them), in alternating blocks of equal counts."""
     pool_feeds = _feeds(runner, pool, batch, input_name)
     rng = np.random.default_rng(config.seed + 7)
-    calls = max(config.min_iterations, 20)
+    calls = max(config.min_iterations, 10)  # per block and side: 4 blocks of a slow row cost a few seconds
     times: tuple[list[float], list[float]] = ([], [])
     for _ in range(BLOCKS):
         unseen = [
