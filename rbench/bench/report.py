@@ -95,6 +95,8 @@ def _speed_rows(data: dict[str, Any]) -> list[str]:
             s, e = p["stats"], p.get("efficiency") or {}
             notes = list(p["warnings"]) + (["recompiled during timing"] if r["recompiled"] else [])
             notes += ["probe beaten: the peak is a lower bound"] if e.get("probe_beaten") else []
+            if p.get("compute_stats"):
+                notes.append(f"compute only (CUDA events): p50 {_ms(p['compute_stats']['p50'])} ms")
             speed = f"{s['throughput'] / base[p['batch']]:.2f}x" if p["batch"] in base else ""
             lines.append(
                 f"| {r['label']} | {r['executed']} | {p['batch']} | {_ms(s['p50'])} | {_ms(s['p99'])} | "

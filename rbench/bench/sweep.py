@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from rbench.bench.clock import synchronize, wall
+from rbench.bench.clock import cuda_events, synchronize, wall
 from rbench.bench.config import BenchConfig
 from rbench.bench.inputs import batches
 from rbench.bench.measurement import Measurement
@@ -37,6 +37,8 @@ class Point:
     nonfinite: int = 0  # NaN/Inf values in the outputs of the timed calls
     samples: list[float] = field(default_factory=list)  # raw latencies (s), in order; at most MAX_SAMPLES kept
     audits: dict[str, Any] = field(default_factory=dict)  # rbench.bench.audit's findings on this point
+    #: CUDA only: statistics of compute alone (inputs already on the device, CUDA events), where the runner offers it
+    compute_stats: dict[str, float] | None = None
     #: (feed index, outputs) of up to SAMPLED timed calls, spread over the run, for the output audit (not saved)
     sampled: list[tuple[int, dict[str, np.ndarray]]] = field(default_factory=list, repr=False)
 
@@ -71,6 +73,8 @@ def time_point(runner: Runner, pool: np.ndarray, batch: int, config: BenchConfig
 
         point.peak_device_mb = torch.cuda.max_memory_allocated() / 2**20
     point.samples = keep_samples(samples)
+    if config.device == "cuda":
+        point.compute_stats = _compute_only(runner, feeds[0], batch, min(len(samples), 200))
     measurement = Measurement(tuple(samples), batch)
     point.stats = measurement.stats()
     point.warnings = measurement.warnings()
@@ -80,6 +84,17 @@ def time_point(runner: Runner, pool: np.ndarray, batch: int, config: BenchConfig
     if point.nonfinite:
         point.warnings.append(f"{point.nonfinite} NaN/Inf values in the outputs of the timed calls")
     return point
+
+
+def _compute_only(runner: Runner, feed: Mapping[str, np.ndarray], batch: int, count: int) -> dict[str, float] | None:
+    """Device time of the work alone, timed with CUDA events on inputs already on the device (end-to-end latency,
+    host to device to host, is the point's own ``stats``); ``None`` where the runner cannot run that way."""
+    make = getattr(runner, "device_callable", None)
+    call = make(feed) if make is not None else None
+    if call is None:
+        return None
+    call()
+    return Measurement(tuple(cuda_events(call)[0] for _ in range(max(1, count))), batch).stats()
 
 
 #: Raw samples a results file keeps per point, so ``rbench compare`` can bootstrap saved runs.

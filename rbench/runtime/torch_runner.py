@@ -121,6 +121,20 @@ class TorchRunner(Runner):
             else:
                 yield
 
+    def device_callable(self, feed: Mapping[str, np.ndarray]) -> Callable[[], Any] | None:
+        """A call of the model on this feed already on the device (for compute-only timing); CUDA only."""
+        if not self.device.startswith("cuda"):
+            return None
+        x = torch.from_numpy(feed[self.input_name]).to(self.device, TORCH_DTYPES[self.precision])
+        if self.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+
+        def call() -> Any:
+            with self._context():
+                return self.model(x)
+
+        return call
+
     def _infer(self, feed: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         assert self.model is not None
         x = torch.from_numpy(feed[self.input_name]).to(self.device, TORCH_DTYPES[self.precision])

@@ -3,6 +3,8 @@ while the sweep goes on, NaN/Inf in timed outputs caught, the harness's own over
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
 import pytest
 
@@ -102,3 +104,35 @@ def test_harness_overhead_is_microseconds(pool):
 def test_nonsense_settings_are_bad_input(kwargs, message):
     with pytest.raises(BadInputError, match=message):
         BenchConfig(**kwargs)
+
+
+def test_cuda_points_time_compute_alone_where_the_runner_offers_it(pool, monkeypatch):
+    """On CUDA a point adds compute-only statistics (inputs already on the device, CUDA events); checked here with
+    the event clock replaced by the host clock, as this machine has no GPU."""
+    import rbench.bench.sweep as sweep_module
+    from rbench.bench.clock import wall
+
+    monkeypatch.setattr(sweep_module, "cuda_events", wall)
+    monkeypatch.setattr(sweep_module, "synchronize", lambda device: None)
+    monkeypatch.setattr("torch.cuda.reset_peak_memory_stats", lambda: None)
+    monkeypatch.setattr("torch.cuda.max_memory_allocated", lambda: 3 * 2**20)
+
+    class OnDevice(Spy):
+        device_calls = 0
+
+        def device_callable(self, feed):
+            def call():
+                OnDevice.device_calls += 1
+                time.sleep(0.0005)
+
+            return call
+
+    config = BenchConfig(batch_sizes=(2,), warmup_s=0.0, duration_s=0.01, min_iterations=5, device="cuda")
+    with OnDevice() as runner:
+        (point,) = sweep(runner, pool, config, "input")
+    assert point.error is None and point.peak_device_mb == 3.0
+    assert point.compute_stats["iterations"] >= 5 and point.compute_stats["p50"] >= 0.0005
+    assert OnDevice.device_calls >= 6  # one warm-up call, then one per sample
+    with Spy() as plain:  # a runner without a device path: end-to-end only
+        (point,) = sweep(plain, pool, config, "input")
+    assert point.compute_stats is None and point.stats is not None
