@@ -16,6 +16,9 @@ from rbench.runtime import (
     gpu_providers,
 )
 
+#: Backends that run bf16 as an execution setting on the FP32 graph (autocast, OpenVINO's precision hint).
+BF16_BACKENDS = ("torch", "torch-compile", "openvino")
+
 
 def runner_for(artifact: Artifact, backend: str, precision: str = "fp32") -> Runner:
     """The runner of ``backend`` for one precision of an artifact (not yet active).
@@ -26,7 +29,11 @@ def runner_for(artifact: Artifact, backend: str, precision: str = "fp32") -> Run
     engine ``rbench build`` made for that precision.
     """
     get_backend(backend)
-    get_precision(precision)
+    if not get_precision(precision).exported and backend not in BF16_BACKENDS:
+        raise BadInputError(
+            f"{backend} has no {precision} execution setting (it runs the artifact's graphs: fp32, fp16, int8); "
+            f"{precision} runs on {', '.join(BF16_BACKENDS)}"
+        )
     if backend == "ort":
         return OrtRunner(artifact.onnx_path(precision), precision=precision)
     if backend in ("ort-cuda", "ort-trt"):

@@ -43,6 +43,7 @@ EXPORT_CASES = {
     "calibration missing": (["--precision", "int8", "--calibration", "{tmp}/nope"], "folder not found"),
     "calibration empty": (["--precision", "int8", "--calibration", "{empty}"], "no images"),
     "unknown precision": (["--precision", "fp8"], "unknown precision 'fp8'"),
+    "bf16 is not a file": (["--precision", "bf16"], "unknown precision 'bf16'; choose from fp32, fp16, int8"),
     "empty precision": (["--precision", ","], "unknown precision"),
     "bad enum": (["--calib-method", "median"], "'median' is not one of"),
     "not a number": (["--seed", "abc"], "Invalid value for '--seed'"),

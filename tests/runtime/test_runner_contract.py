@@ -203,3 +203,13 @@ def test_a_runner_whose_activation_fails_halfway_is_released():
     with pytest.raises(EnvironmentProblem, match="went away"):
         runner.activate()
     assert released == ["acquired"] and runner.session is None and not runner.is_active
+
+
+def test_bf16_only_where_it_is_an_execution_setting(resnet20_artifact):
+    artifact = Artifact.open(resnet20_artifact.path)
+    with pytest.raises(
+        BadInputError, match="ort has no bf16 execution setting .*bf16 runs on torch, torch-compile, openvino"
+    ):
+        runner_for(artifact, "ort", "bf16")
+    runner = runner_for(artifact, "openvino", "bf16")
+    assert runner.model_path.name == "model.onnx" and runner.config()["INFERENCE_PRECISION_HINT"] == "bf16"
