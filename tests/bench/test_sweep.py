@@ -136,3 +136,38 @@ def test_cuda_points_time_compute_alone_where_the_runner_offers_it(pool, monkeyp
     with Spy() as plain:  # a runner without a device path: end-to-end only
         (point,) = sweep(plain, pool, config, "input")
     assert point.compute_stats is None and point.stats is not None
+
+
+def test_torch_cuda_streams_run_one_thread_per_stream(pool, monkeypatch):
+    """The CUDA-streams measurement's bookkeeping, with torch's stream objects replaced (no GPU here)."""
+    import contextlib
+    import threading
+
+    from rbench.bench.concurrency import torch_cuda_throughput
+
+    seen: set[tuple[int, int]] = set()
+
+    class FakeStream:
+        def __init__(self):
+            self.synced = False
+
+        def synchronize(self):
+            self.synced = True
+
+    made: list[FakeStream] = []
+    monkeypatch.setattr("torch.cuda.Stream", lambda: made.append(FakeStream()) or made[-1])
+    monkeypatch.setattr("torch.cuda.stream", lambda s: contextlib.nullcontext())
+
+    class OnDevice(Spy):
+        def device_callable(self, feed):
+            def call():
+                seen.add((threading.get_ident(), id(feed)))
+                time.sleep(0.001)
+
+            return call
+
+    with OnDevice() as runner:
+        found = torch_cuda_throughput(runner, [pool[:2], pool[2:4]], streams=2, seconds=0.1)
+    assert (found["streams"], found["requests"], found["threads_per_stream"]) == (2, 2, 1)
+    assert len(made) == 2 and all(s.synced for s in made)
+    assert len({thread for thread, _ in seen}) >= 2 and found["throughput"] > 0  # two threads, two inputs
