@@ -16,7 +16,7 @@ import numpy as np
 from rbench.bench.config import BenchConfig
 from rbench.bench.inputs import image_pool
 from rbench.bench.parity import compare, infer_in_batches, sig, tolerance_for
-from rbench.bench.peak import Probe, best_per_precision, measure_peaks
+from rbench.bench.peak import Probe, measure_peaks
 from rbench.bench.plan import RowPlan, plan_rows
 from rbench.bench.sweep import Point, harness_overhead, sweep, timed_activation
 from rbench.errors import first_line
@@ -333,24 +333,6 @@ def peak_key(row: Row) -> str:
     if "bf16" in executed:
         return "bf16"
     return "fp32"  # FP32, and FP16 graphs that a CPU runs in FP32
-
-
-def best_peaks(result: RunResult) -> dict[str, Probe]:
-    return best_per_precision(result.peaks)
-
-
-def speedups(result: RunResult) -> dict[tuple[str, int], float]:
-    """(row label, batch) → throughput over the eager FP32 baseline's at the same batch."""
-    base = next((r for r in result.rows if r.baseline), None)
-    if base is None:
-        return {}
-    base_tp = {p.batch: p.stats["throughput"] for p in base.points if p.stats}
-    return {
-        (r.label, p.batch): p.stats["throughput"] / base_tp[p.batch]
-        for r in result.rows
-        for p in r.points
-        if p.stats and p.batch in base_tp
-    }
 
 
 def prepare_artifact(

@@ -67,18 +67,35 @@ def run(
         data = to_json(result, list(_state["argv"]), environment())
         shown.step("writing results.json, results.csv, report.md and plots")
         paths = write_results(out_dir, data, markdown(data), plots(data))
+    _show(data, paths["json"].parent, as_json)
+    if not data["passed"]:
+        err.print(f"parity FAILED: {'; '.join(failures(data))}", markup=False, soft_wrap=True)
+        raise typer.Exit(1)
+
+
+def _show(data: dict[str, Any], folder: Path, as_json: bool) -> None:
     if as_json:
         out.print_json(json.dumps(data))
-    else:
-        out.print(live_table(data))
-        for line in skipped_lines(data):
-            out.print(line, markup=False)
-        out.print(f"{'PASS' if data['passed'] else '[red]FAIL[/]'}: parity and finite outputs on every row that ran")
-        out.print(str(paths["json"].parent), markup=False, soft_wrap=True)
-    if not data["passed"]:
-        failures = [f for r in data["rows"] for f in r["parity"].get("failing", [])]
-        err.print(f"parity FAILED: {'; '.join(failures) or 'NaN/Inf in timed outputs'}", markup=False, soft_wrap=True)
-        raise typer.Exit(1)
+        return
+    out.print(live_table(data))
+    for line in skipped_lines(data):
+        out.print(line, markup=False)
+    out.print(f"{'PASS' if data['passed'] else '[red]FAIL[/]'}: parity and finite outputs on every row that ran")
+    out.print(str(folder), markup=False, soft_wrap=True)
+
+
+def failures(data: dict[str, Any]) -> list[str]:
+    """What failed the run: parity figures, timed outputs that are not the reference's, NaN/Inf while timed."""
+    found = []
+    for r in data["rows"]:
+        found += r["parity"].get("failing", [])
+        for p in r["points"]:
+            outputs = p.get("audits", {}).get("outputs") or {}
+            if outputs.get("finding"):
+                found.append(f"{r['label']} b{p['batch']}: {outputs['finding']}")
+            if p.get("nonfinite"):
+                found.append(f"{r['label']} b{p['batch']}: {p['nonfinite']} NaN/Inf values in timed outputs")
+    return found
 
 
 def _choices(precision: str, backends: str) -> tuple[list[str], list[str]]:

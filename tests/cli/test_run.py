@@ -200,3 +200,23 @@ def test_streams_measure_requests_in_flight(resnet20_artifact, tmp_path):
     assert (out / "streams.png").read_bytes()[:4] == b"\x89PNG" and "## Requests in flight" in (
         out / "report.md"
     ).read_text()
+
+
+def test_the_failure_line_names_every_cause():
+    from rbench.cli.run import failures
+
+    data = {
+        "rows": [
+            {"label": "a", "parity": {"failing": ["int8 photos/logits: cosine 0.97 < 0.99"]}, "points": []},
+            {
+                "label": "b",
+                "parity": {"failing": []},
+                "points": [{"batch": 1, "nonfinite": 3, "audits": {"outputs": {"finding": "timed outputs differ"}}}],
+            },
+        ]
+    }
+    assert failures(data) == [
+        "int8 photos/logits: cosine 0.97 < 0.99",
+        "b b1: timed outputs differ",
+        "b b1: 3 NaN/Inf values in timed outputs",
+    ]
