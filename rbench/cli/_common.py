@@ -92,7 +92,7 @@ class RbenchGroup(TyperGroup):
 
 app = typer.Typer(
     cls=RbenchGroup,
-    help="Export, check and benchmark ResNets across PyTorch, ONNX Runtime and TensorRT.",
+    help="Export, check and benchmark ResNets across PyTorch, torch.compile, ONNX Runtime, OpenVINO and TensorRT.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     rich_markup_mode=None,
