@@ -13,7 +13,6 @@ Both timed audits alternate their two conditions in blocks (A B A B), so the mac
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 import numpy as np
@@ -22,26 +21,14 @@ from rbench.bench.config import BenchConfig
 from rbench.bench.inputs import batch_index, image_pool
 from rbench.bench.measurement import nearest_rank
 from rbench.bench.parity import compare, sig
-from rbench.bench.sweep import Point, _run_for
+from rbench.bench.sweep import Point, _run_for, validated_feeds
 from rbench.data import Preprocess
 from rbench.precisions import Tolerance
-from rbench.runtime.base import Runner, validate_feed
+from rbench.runtime.base import Runner
 
 CACHE_LIMIT = 0.90  # repeated / distinct median latency below this: a cache effect
 SEED_LIMIT = 0.05  # |throughput(other seed) / throughput(seed) - 1| above this: seed-dependent
 BLOCKS = 2
-
-
-def _feeds(runner: Runner, pool: np.ndarray, batch: int, input_name: str) -> list[dict[str, np.ndarray]]:
-    specs = runner.input_specs()
-    dtypes = {s.name: s.dtype for s in specs}
-    feeds = [
-        {input_name: np.ascontiguousarray(pool[i]).astype(dtypes.get(input_name, np.float32), copy=False)}
-        for i in batch_index(len(pool), batch)
-    ]
-    for feed in feeds:
-        validate_feed(feed, specs)
-    return feeds
 
 
 def _alternate(runner: Runner, a: list[dict], b: list[dict], config: BenchConfig) -> tuple[float, float]:
@@ -55,23 +42,10 @@ def _alternate(runner: Runner, a: list[dict], b: list[dict], config: BenchConfig
     return tuple(nearest_rank(np.sort(t), 50) for t in times)  # type: ignore[return-value]
 
 
-def _calls(runner: Runner, feeds: list[dict], device: str) -> list[float]:
-    """Each feed exactly once, each call timed."""
-    from rbench.bench.clock import synchronize
-
-    samples = []
-    for feed in feeds:
-        start = time.perf_counter_ns()
-        runner.infer(feed, check_inputs=False)
-        synchronize(device)
-        samples.append((time.perf_counter_ns() - start) * 1e-9)
-    return samples
-
-
 def audit_cache(runner: Runner, pool: np.ndarray, batch: int, config: BenchConfig, input_name: str) -> dict[str, Any]:
     """TEST04: one input repeated against inputs never seen before (the pool's images with fresh noise of 1e-3 on
     every call, so no cache of any size can answer them), in alternating blocks of equal counts."""
-    pool_feeds = _feeds(runner, pool, batch, input_name)
+    pool_feeds = validated_feeds(runner, pool, batch, input_name)
     rng = np.random.default_rng(config.seed + 7)
     calls = max(config.min_iterations, 10)  # per block and side: 4 blocks of a slow row cost a few seconds
     times: tuple[list[float], list[float]] = ([], [])
@@ -80,8 +54,8 @@ def audit_cache(runner: Runner, pool: np.ndarray, batch: int, config: BenchConfi
             {k: (v + rng.normal(0, 1e-3, v.shape)).astype(v.dtype) for k, v in pool_feeds[i % len(pool_feeds)].items()}
             for i in range(calls)
         ]
-        times[0].extend(_calls(runner, [pool_feeds[0]] * calls, config.device))
-        times[1].extend(_calls(runner, unseen, config.device))
+        times[0].extend(_run_for(runner, [pool_feeds[0]] * calls, 0.0, calls, config.device)[0])
+        times[1].extend(_run_for(runner, unseen, 0.0, calls, config.device)[0])  # each unseen feed exactly once
     repeated, distinct_p50 = (nearest_rank(np.sort(t), 50) for t in times)
     ratio = repeated / distinct_p50
     return {
@@ -130,8 +104,8 @@ def audit_seed(
     runner: Runner, preprocess: Preprocess, batch: int, config: BenchConfig, input_name: str
 ) -> dict[str, Any]:
     """TEST05: the same row with another seed's pool (another order, other crops) in alternating blocks."""
-    ours = _feeds(runner, image_pool(preprocess, config.pool_size, config.seed), batch, input_name)
-    other = _feeds(runner, image_pool(preprocess, config.pool_size, config.seed + 1), batch, input_name)
+    ours = validated_feeds(runner, image_pool(preprocess, config.pool_size, config.seed), batch, input_name)
+    other = validated_feeds(runner, image_pool(preprocess, config.pool_size, config.seed + 1), batch, input_name)
     ours_p50, other_p50 = _alternate(runner, ours, other, config)
     change = ours_p50 / other_p50 - 1  # throughput(other) / throughput(ours) - 1
     return {

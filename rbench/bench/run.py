@@ -15,7 +15,7 @@ import numpy as np
 
 from rbench.bench.config import BenchConfig
 from rbench.bench.inputs import image_pool
-from rbench.bench.parity import compare, infer_in_batches, sig, tolerance_for
+from rbench.bench.parity import compare, infer_in_batches, parity_inputs, sig, tolerance_for
 from rbench.bench.peak import Probe, measure_peaks
 from rbench.bench.plan import RowPlan, plan_rows
 from rbench.bench.sweep import Point, harness_overhead, sweep, timed_activation
@@ -94,7 +94,7 @@ def run_benchmark(
 
     threads = config.resolved_threads()
     pool = image_pool(artifact.preprocess, config.pool_size, config.seed)
-    photos = {artifact.input_name: pool_photos(artifact)}
+    photos = parity_inputs(artifact.preprocess, artifact.input_name)["photos"]
     progress.step("PyTorch FP32 reference outputs and MACs")
     model = artifact.reference_model()
     macs = sum(s.macs for s in stage_stats(model, artifact.input_shape))
@@ -135,12 +135,6 @@ def summary(row: Row, baseline: Row) -> str:
     findings = [a["finding"] for p in row.points for a in p.audits.values() if a and a.get("finding")]
     audits = "; ".join(findings) if findings else "audits pass"
     return f"{'; '.join(parts)}; parity cos {row.parity.get('cosine')} {verdict}; {audits} [{row.executed}]"
-
-
-def pool_photos(artifact: Artifact) -> np.ndarray:
-    from rbench.data import builtin_photos, preprocess_batch
-
-    return preprocess_batch(builtin_photos(), artifact.preprocess)
 
 
 def _run_row(

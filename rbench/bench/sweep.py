@@ -46,16 +46,21 @@ class Point:
         return {f.name: getattr(self, f.name) for f in fields(self) if f.name != "sampled"}
 
 
+def validated_feeds(runner: Runner, pool: np.ndarray, batch: int, input_name: str) -> list[dict[str, np.ndarray]]:
+    """The pool's batches as feeds in the runner's input dtype, each validated once, outside any timed region."""
+    specs = runner.input_specs()
+    dtype = next((s.dtype for s in specs if s.name == input_name), np.dtype(np.float32))
+    feeds = [{input_name: b.astype(dtype, copy=False)} for b in batches(pool, batch)]
+    for feed in feeds:
+        validate_feed(feed, specs)
+    return feeds
+
+
 def time_point(runner: Runner, pool: np.ndarray, batch: int, config: BenchConfig, input_name: str) -> Point:
     """Cold call, warm-up by time, then timed calls until both ``duration_s`` and ``min_iterations`` are reached."""
     point = Point(batch)
     try:
-        feeds = [{input_name: b} for b in batches(pool, batch)]
-        specs = runner.input_specs()
-        dtypes = {s.name: s.dtype for s in specs}
-        feeds = [{k: v.astype(dtypes.get(k, v.dtype), copy=False) for k, v in f.items()} for f in feeds]
-        for feed in feeds:
-            validate_feed(feed, specs)  # once, outside the timed region
+        feeds = validated_feeds(runner, pool, batch, input_name)
         reset_peak_rss()
         if config.device == "cuda":
             import torch
