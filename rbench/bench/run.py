@@ -353,10 +353,11 @@ def prepare_artifact(
             return artifact
         m, export = artifact.manifest["model"], artifact.manifest.get("export", {})
         weights_file = str(artifact.path / "weights.safetensors")
-        config = ModelConfig(m["name"], weights_file, seed, m["num_classes"], m.get("options", {}))
+        names = tuple(m["class_names"]) if m.get("class_names") else None
+        config = ModelConfig(m["name"], weights_file, seed, m["num_classes"], m.get("options", {}), names)
         settings = {k: export[k] for k in ("opset", "dynamic_batch", "simplify") if k in export}
-        wanted = sorted(set(needed) | set(artifact.precisions))
-        result = export_artifact(config, ExportConfig(**settings), artifact.path.parent, wanted, progress)
+        # only what is missing: the export carries every file the artifact already has over, untouched
+        result = export_artifact(config, ExportConfig(**settings), artifact.path.parent, needed, progress)
         return Artifact.open(result.path)
     result = export_artifact(ModelConfig(model, weights, seed), ExportConfig(), artifacts_root, needed, progress)
     return Artifact.open(result.path)

@@ -150,7 +150,6 @@ def _device(device: str) -> str:
 
 def _check_inputs(model: str, weights: str, artifact: Path | None, out_dir: Path, seed: int) -> None:
     """Bad input in one line, before any model is built or exported."""
-    from rbench.errors import BadInputError
     from rbench.export.pipeline import check_output_folder
     from rbench.models import ModelConfig, validate_model_config
 
@@ -161,8 +160,6 @@ def _check_inputs(model: str, weights: str, artifact: Path | None, out_dir: Path
     else:
         validate_model_config(ModelConfig(model, weights, seed))
     check_output_folder(out_dir)
-    if out_dir.exists() and any(out_dir.glob("*.tmp")):
-        raise BadInputError(f"--out {out_dir} holds half-written files of a run in progress")
 
 
 def skipped_lines(data: dict[str, Any]) -> list[str]:

@@ -69,3 +69,24 @@ def test_the_executed_precision_decides_the_peak(backend, precision, settings, e
     assert executed_precision(backend, precision, settings) == executed
     row = Row(backend, precision, "", "", "cpu", None, executed=executed)
     assert peak_key(row) == peak
+
+
+def test_run_completes_an_artifact_without_touching_what_it_has(tmp_path):
+    """--artifact with a missing precision: only that one is made; the others keep their files and settings."""
+    from rbench._io import sha256_file
+    from rbench.bench.parity import export_artifact
+    from rbench.bench.run import prepare_artifact
+    from rbench.export.precision import Fp16Config
+    from rbench.models import ModelConfig
+
+    names = tuple(f"class{i}" for i in range(10))
+    first = export_artifact(
+        ModelConfig("resnet20", class_names=names), out=tmp_path, precisions=("fp16",), fp16=Fp16Config(False)
+    )
+    fp16 = sha256_file(first.path / "model.fp16.onnx")
+    done = prepare_artifact("resnet20", "random", 0, first.path, ["int8", "bf16"], tmp_path)
+    assert done.path == first.path and done.precisions == ["fp32", "fp16", "int8"]
+    assert sha256_file(done.path / "model.fp16.onnx") == fp16
+    assert done.manifest["precisions"]["fp16"]["settings"]["keep_io_types"] is False
+    assert done.class_names == list(names)
+    assert prepare_artifact("resnet20", "random", 0, done.path, ["fp16"], tmp_path).manifest == done.manifest
