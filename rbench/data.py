@@ -54,6 +54,11 @@ class Preprocess:
         pil = pil.crop((left, top, left + self.size, top + self.size))
         return self.normalize(np.asarray(pil))
 
+    @classmethod
+    def from_dict(cls, d: dict) -> Preprocess:
+        """The inverse of ``dataclasses.asdict``, from JSON (a manifest, a checkpoint's metadata)."""
+        return cls(size=int(d["size"]), resize=int(d["resize"]), mean=tuple(d["mean"]), std=tuple(d["std"]))
+
     def normalize(self, rgb: np.ndarray) -> np.ndarray:
         x = rgb.astype(np.float32) / 255.0
         x = (x - np.asarray(self.mean, np.float32)) / np.asarray(self.std, np.float32)
@@ -154,7 +159,7 @@ def load_images(
     dirs = [d for d in _class_dirs(folder) if _image_files(d)]
     if not dirs:
         return ImageSet(load_image_folder(folder))
-    classes, mapping = _class_labels([d.name for d in dirs], class_names, num_classes)
+    classes, mapping = class_labels([d.name for d in dirs], class_names, num_classes)
     skipped = [p.name for p in _image_files(folder)] + [f"{d.name}/" for d in _class_dirs(folder) if d not in dirs]
     images: dict[str, np.ndarray] = {}
     labels: list[int] = []
@@ -165,7 +170,7 @@ def load_images(
     return ImageSet(images, np.asarray(labels, dtype=np.int64), classes, mapping, skipped)
 
 
-def _class_labels(
+def class_labels(
     names: list[str], class_names: list[str] | None, num_classes: int | None
 ) -> tuple[dict[str, int], str]:
     if class_names is not None:
@@ -228,19 +233,32 @@ def augmented_photos(
     return out
 
 
-def digits_images(split: str = "train", limit: int | None = None) -> dict[str, np.ndarray]:
-    """scikit-learn's 1,797 labelled 8×8 digits as RGB uint8 images; ``train`` is the first 80%, ``test`` the rest.
+def digits_split(seed: int = 0, val_fraction: float = 0.2) -> tuple[np.ndarray, np.ndarray]:
+    """Indices of scikit-learn's digits in a stratified training and validation split (every class in both, in
+    proportion), seeded. Training and INT8 calibration use the same split, so calibration never sees validation."""
+    from sklearn.datasets import load_digits
+    from sklearn.model_selection import train_test_split
+
+    target = load_digits().target
+    train, val = train_test_split(
+        np.arange(len(target)), test_size=val_fraction, stratify=target, random_state=seed, shuffle=True
+    )
+    return np.asarray(train), np.asarray(val)
+
+
+def digits_images(split: str = "train", limit: int | None = None, seed: int = 0) -> dict[str, np.ndarray]:
+    """scikit-learn's 1,797 labelled 8×8 digits as RGB uint8 images, from the stratified split of ``seed``
+    (``train``: 80%; ``val`` or ``test``: the other 20%).
 
     Names are ``<index>-<label>.png`` so labels travel with the images.
     """
     from sklearn.datasets import load_digits
 
+    if split not in ("train", "val", "test"):
+        raise unknown_choice("digits split", split, ("train", "val"))
     digits = load_digits()
-    cut = int(len(digits.images) * 0.8)
-    if split not in ("train", "test"):
-        raise unknown_choice("digits split", split, ("train", "test"))
-    index = range(cut) if split == "train" else range(cut, len(digits.images))
-    index = list(index)[:limit] if limit is not None else list(index)
+    train, val = digits_split(seed)
+    index = list(train if split == "train" else val)[:limit]
     return {
         f"{i}-{digits.target[i]}.png": np.repeat((digits.images[i] * (255 / 16)).astype(np.uint8)[..., None], 3, -1)
         for i in index

@@ -14,6 +14,9 @@ class Progress(Protocol):
     def advance(self, count: int = 1) -> None:
         """Units of the current step done."""
 
+    def describe(self, text: str) -> None:
+        """Live figures for the current step (loss, accuracy, images/s), redrawn in place."""
+
     def fail(self, why: str = "") -> None:
         """The current step failed: it is shown as failed when it finishes."""
 
@@ -28,6 +31,9 @@ class Silent:
         pass
 
     def advance(self, count: int = 1) -> None:
+        pass
+
+    def describe(self, text: str) -> None:
         pass
 
     def fail(self, why: str = "") -> None:

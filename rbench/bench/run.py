@@ -7,7 +7,7 @@ statistics from raw samples, the harness's own overhead, and the machine's peak 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +21,7 @@ from rbench.bench.plan import RowPlan, plan_rows
 from rbench.bench.sweep import Point, harness_overhead, sweep, timed_activation
 from rbench.errors import first_line
 from rbench.export.artifact import Artifact
+from rbench.models import ModelConfig
 from rbench.progress import Progress, Silent
 
 
@@ -330,9 +331,7 @@ def peak_key(row: Row) -> str:
 
 
 def prepare_artifact(
-    model: str,
-    weights: str,
-    seed: int,
+    model_config: ModelConfig | None,
     artifact_dir: Path | None,
     precisions: list[str],
     artifacts_root: Path,
@@ -343,7 +342,6 @@ def prepare_artifact(
     settings) into ``artifacts_root``. Parity is the run's own, per row, so the export does not repeat it."""
     from rbench.export.onnx_export import ExportConfig
     from rbench.export.pipeline import export_artifact
-    from rbench.models import ModelConfig
     from rbench.precisions import get_precision
 
     needed = sorted({"fp32"} | {p for p in precisions if get_precision(p).exported})
@@ -354,10 +352,15 @@ def prepare_artifact(
         m, export = artifact.manifest["model"], artifact.manifest.get("export", {})
         weights_file = str(artifact.path / "weights.safetensors")
         names = tuple(m["class_names"]) if m.get("class_names") else None
-        config = ModelConfig(m["name"], weights_file, seed, m["num_classes"], m.get("options", {}), names)
+        seed = model_config.seed if model_config else 0
+        config = ModelConfig(
+            m["name"], weights_file, seed, m["num_classes"], m.get("options", {}), names, artifact.preprocess
+        )
+        config = replace(config, trained=m.get("trained"))
         settings = {k: export[k] for k in ("opset", "dynamic_batch", "simplify") if k in export}
         # only what is missing: the export carries every file the artifact already has over, untouched
         result = export_artifact(config, ExportConfig(**settings), artifact.path.parent, needed, progress)
         return Artifact.open(result.path)
-    result = export_artifact(ModelConfig(model, weights, seed), ExportConfig(), artifacts_root, needed, progress)
+    assert model_config is not None, "a model to export, or an artifact"
+    result = export_artifact(model_config, ExportConfig(), artifacts_root, needed, progress)
     return Artifact.open(result.path)

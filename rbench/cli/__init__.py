@@ -5,7 +5,18 @@ One module per command; what they share (errors and exit codes, progress, tables
 
 from __future__ import annotations
 
-from rbench.cli import build, compare, doctor, export, inspect, parity, run  # noqa: F401  (each registers its command)
+from rbench.cli import (  # noqa: F401  (each registers its command)
+    build,
+    compare,
+    doctor,
+    evaluate,
+    export,
+    inspect,
+    parity,
+    predict,
+    run,
+    train,
+)
 from rbench.cli._common import app
 
 __all__ = ["app"]

@@ -198,6 +198,10 @@ class RichProgress:
         if self.task is not None:
             self.bars.advance(self.task, count)
 
+    def describe(self, text: str) -> None:
+        if self.task is not None:
+            self.bars.update(self.task, description=text)
+
     def fail(self, why: str = "") -> None:
         self.failed = True
 
@@ -241,3 +245,18 @@ def progress(enabled: bool = True) -> Iterator[Any]:
     finally:
         if shown.live:
             shown.bars.stop()
+
+
+def model_config_for(
+    model: str | None,
+    weights: str,
+    seed: int,
+    num_classes: int | None = None,
+    class_names: tuple[str, ...] | None = None,
+) -> Any:
+    """The model a command builds: ``--model`` (default resnet50) and ``--weights``, completed from an rbench
+    checkpoint's metadata (architecture, classes, class names, preprocessing) where ``--weights`` is one."""
+    from rbench.models import ModelConfig, with_checkpoint
+
+    config = ModelConfig(model or "resnet50", weights, seed, num_classes, {}, class_names)
+    return with_checkpoint(config, model_given=model is not None)

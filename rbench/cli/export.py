@@ -3,12 +3,25 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import typer
 
-from rbench.cli._common import add_columns, app, choices, err, explicit, handle_errors, mark, out, progress, table
+from rbench.cli._common import (
+    add_columns,
+    app,
+    choices,
+    err,
+    explicit,
+    handle_errors,
+    mark,
+    model_config_for,
+    out,
+    progress,
+    table,
+)
 from rbench.export.precision import CALIBRATION_METHODS, Fp16Config, Int8Config
 from rbench.precisions import EXPORTED
 
@@ -20,8 +33,12 @@ IoType = choices("IoType", ("fp32", "fp16"))
 @handle_errors
 def export(
     ctx: typer.Context,
-    model: str = typer.Option("resnet50", help="Model name (see rbench inspect --list)."),
-    weights: str = typer.Option("random", help="'random' (seeded), 'init', or a .safetensors/.pt/.pth file."),
+    model: str = typer.Option(
+        None, help="Model name (see rbench inspect --list) [default: the checkpoint's, or resnet50]."
+    ),
+    weights: str = typer.Option(
+        "random", help="'random' (seeded), 'init', a .safetensors/.pt/.pth file, or an rbench train checkpoint."
+    ),
     seed: int = typer.Option(0, help="Seed for random weights and INT8 calibration crops."),
     num_classes: int | None = typer.Option(
         None, help="Classifier width [default: the model's own, 1000 ImageNet, 10 CIFAR]."
@@ -48,13 +65,14 @@ def export(
     """
     from rbench.bench.parity import export_artifact
     from rbench.export.onnx_export import ExportConfig
-    from rbench.models import ModelConfig, get_spec
+    from rbench.models import get_spec
     from rbench.precisions import parse_precisions
 
     precisions = parse_precisions(precision)
     _refuse_inapplicable(ctx, precisions)
-    options = {"shortcut": shortcut.upper()} if get_spec(model).family == "cifar" or explicit(ctx, "shortcut") else {}
-    model_config = ModelConfig(model, weights, seed, num_classes, options, _read_class_names(class_names))
+    model_config = model_config_for(model, weights, seed, num_classes, _read_class_names(class_names))
+    if get_spec(model_config.name).family == "cifar" or explicit(ctx, "shortcut"):
+        model_config = replace(model_config, options={"shortcut": shortcut.upper(), **model_config.options})
     export_config = ExportConfig(opset=opset, dynamic_batch=not static_batch, simplify=simplify)
     fp16 = Fp16Config(keep_io_types=io.value == "fp32")
     cache = out_dir / ".cache" / "calibration"

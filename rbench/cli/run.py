@@ -9,7 +9,18 @@ from typing import Any
 
 import typer
 
-from rbench.cli._common import _state, add_columns, app, err, handle_errors, mark, out, progress, table
+from rbench.cli._common import (
+    _state,
+    add_columns,
+    app,
+    err,
+    handle_errors,
+    mark,
+    model_config_for,
+    out,
+    progress,
+    table,
+)
 from rbench.precisions import PRECISIONS
 from rbench.runtime.registry import BACKENDS
 
@@ -17,8 +28,12 @@ from rbench.runtime.registry import BACKENDS
 @app.command()
 @handle_errors
 def run(
-    model: str = typer.Option("resnet50", help="Model name (see rbench inspect --list)."),
-    weights: str = typer.Option("random", help="'random' (seeded), 'init', or a .safetensors/.pt/.pth file."),
+    model: str = typer.Option(
+        None, help="Model name (see rbench inspect --list) [default: the checkpoint's, or resnet50]."
+    ),
+    weights: str = typer.Option(
+        "random", help="'random' (seeded), 'init', a .safetensors/.pt/.pth file, or an rbench train checkpoint."
+    ),
     artifact: Path = typer.Option(None, help="An artifact directory to measure instead of --model/--weights."),
     precision: str = typer.Option("all", help=f"Comma list of {', '.join(PRECISIONS)}, or 'all'."),
     backends: str = typer.Option(",".join(BACKENDS), help="Comma list of backends, or 'all'."),
@@ -58,9 +73,9 @@ def run(
         sizes, warmup_s, duration_s, min_iterations, threads, seed, device=_device(device), audit=audit, streams=streams
     )
     loadgen = _scenario(scenario, target_qps, latency_bound_ms, mlperf_official, sizes)
-    _check_inputs(model, weights, artifact, out_dir, seed)
+    model_config = _check_inputs(model, weights, artifact, out_dir, seed)
     with progress(not as_json) as shown:
-        measured = prepare_artifact(model, weights, seed, artifact, chosen_precisions, artifacts_dir, shown)
+        measured = prepare_artifact(model_config, artifact, chosen_precisions, artifacts_dir, shown)
         result = run_benchmark(
             measured, chosen_backends, chosen_precisions, config, shown, scenario=loadgen, log_dir=out_dir / "loadgen"
         )
@@ -148,18 +163,21 @@ def _device(device: str) -> str:
     return "cuda" if device == "auto" and torch.cuda.is_available() else "cpu" if device == "auto" else device
 
 
-def _check_inputs(model: str, weights: str, artifact: Path | None, out_dir: Path, seed: int) -> None:
-    """Bad input in one line, before any model is built or exported."""
+def _check_inputs(model: str | None, weights: str, artifact: Path | None, out_dir: Path, seed: int) -> Any:
+    """Bad input in one line, before any model is built or exported; the model to export (None with --artifact)."""
     from rbench.export.pipeline import check_output_folder
-    from rbench.models import ModelConfig, validate_model_config
+    from rbench.models import validate_model_config
 
+    config = None
     if artifact is not None:
         from rbench.export.artifact import Artifact
 
         Artifact.open(artifact)
     else:
-        validate_model_config(ModelConfig(model, weights, seed))
+        config = model_config_for(model, weights, seed)
+        validate_model_config(config)
     check_output_folder(out_dir)
+    return config
 
 
 def skipped_lines(data: dict[str, Any]) -> list[str]:

@@ -79,8 +79,7 @@ class Artifact:
 
     @property
     def preprocess(self) -> Preprocess:
-        p = self.manifest["model"]["preprocess"]
-        return Preprocess(size=p["size"], resize=p["resize"], mean=tuple(p["mean"]), std=tuple(p["std"]))
+        return Preprocess.from_dict(self.manifest["model"]["preprocess"])
 
     @property
     def precisions(self) -> list[str]:

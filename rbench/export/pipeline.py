@@ -27,6 +27,7 @@ from rbench._io import (
     temp_dir_prefix,
     write_json_atomic,
 )
+from rbench.data import Preprocess
 from rbench.errors import BadInputError, RbenchError
 from rbench.export.artifact import MANIFEST, SCHEMA_VERSION, WEIGHTS_FILE, Artifact, precision_entry
 from rbench.export.fold import fold_batchnorm
@@ -201,7 +202,9 @@ def _add_precision(
 ) -> None:
     """Make one reduced-precision file, or reuse the previous export's when it was made with the same settings."""
     file = PRECISIONS[precision].file
-    data = calibration_data(int8, get_spec(manifest["model"]["name"]).preprocess) if precision == "int8" else None
+    data = (
+        calibration_data(int8, Preprocess.from_dict(manifest["model"]["preprocess"])) if precision == "int8" else None
+    )
     settings = precision_settings(precision, fp16, int8, data)
     old = previous.manifest["precisions"].get(precision) if previous else None
     if old is not None and old.get("settings") == settings and _intact(previous, old):
@@ -291,11 +294,13 @@ def _manifest(
         "input_name": export_config.input_name,
         "output_name": export_config.output_name,
         "input_shape": ["batch" if export_config.dynamic_batch else 1, *spec.input_shape],
-        "preprocess": asdict(spec.preprocess),
+        "preprocess": asdict(model_config.preprocess or spec.preprocess),
         "parameters": sum(p.numel() for p in model.parameters()),
     }
     if model_config.class_names is not None:
         model_entry["class_names"] = list(model_config.class_names)
+    if model_config.trained is not None:
+        model_entry["trained"] = model_config.trained
     return {
         "schema": SCHEMA_VERSION,
         "created": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),

@@ -94,11 +94,13 @@ def calibration_data(config: Int8Config, preprocess: Any) -> np.ndarray:
     if config.calibration == "digits":
         from rbench.data import digits_images
 
-        images = digits_images(split="train", limit=config.samples)
+        images = digits_images(split="train", limit=config.samples, seed=config.seed)
         return preprocess_batch(images, preprocess)
     images = load_images(config.calibration).images  # flat or DIR/<class>/<image>, as --images
-    if len(images) >= config.samples:
-        return preprocess_batch(dict(list(images.items())[: config.samples]), preprocess)
+    if len(images) >= config.samples:  # spread over the whole set: a class tree is sorted by class
+        chosen = np.linspace(0, len(images) - 1, config.samples).round().astype(int)
+        items = list(images.items())
+        return preprocess_batch(dict(items[i] for i in chosen), preprocess)
     return augmented_photos(config.samples, preprocess, seed=config.seed, images=images)
 
 

@@ -11,12 +11,21 @@ from typing import Any
 
 from torch import nn
 
+from rbench.data import Preprocess
 from rbench.errors import BadInputError
 from rbench.models import zoo as _zoo  # noqa: F401  (registers the models)
 from rbench.models.registry import ModelSpec, get_spec, list_models, register_model
 from rbench.models.weights import apply_state_dict, load_state_dict_file, randomize
 
-__all__ = ["ModelConfig", "ModelSpec", "create_model", "get_spec", "list_models", "register_model"]
+__all__ = [
+    "ModelConfig",
+    "ModelSpec",
+    "create_model",
+    "get_spec",
+    "list_models",
+    "register_model",
+    "with_checkpoint",
+]
 
 #: Builder options each model family takes, and their valid values.
 FAMILY_OPTIONS: dict[str, dict[str, tuple[Any, ...]]] = {
@@ -35,9 +44,44 @@ class ModelConfig:
     num_classes: int | None = None  # None: the model's own (1000 ImageNet, 10 CIFAR)
     options: dict[str, Any] = field(default_factory=dict)  # builder options such as shortcut="B"
     class_names: tuple[str, ...] | None = None  # the classifier's classes, in order, where known
+    preprocess: Preprocess | None = None  # None: the model's own (a trained checkpoint records its own)
+    trained: dict[str, Any] | None = None  # how a checkpoint rbench trained was made (data, split, epoch, accuracy)
 
     def create_kwargs(self) -> dict[str, Any]:
         return {"weights": self.weights, "seed": self.seed, "num_classes": self.num_classes, **self.options}
+
+
+def with_checkpoint(config: ModelConfig, model_given: bool = True) -> ModelConfig:
+    """``config`` completed from the metadata of an rbench checkpoint in ``config.weights`` (architecture, classes,
+    class names, preprocessing, builder options); unchanged for any other weights. A ``--model`` or
+    ``--num-classes`` that contradicts the checkpoint is refused in one line."""
+    from dataclasses import replace
+
+    from rbench.models.checkpoint import preprocess_from, read_meta
+
+    meta = read_meta(config.weights) if config.weights not in ("random", "init") else None
+    if meta is None:
+        return config
+    arch = meta["architecture"]
+    if model_given and config.name != arch:
+        raise BadInputError(
+            f"{config.weights} is a {arch} checkpoint, not {config.name}: drop --model or use --model {arch}"
+        )
+    width = int(meta["num_classes"])
+    if config.num_classes is not None and config.num_classes != width:
+        raise BadInputError(f"{config.weights} has {width} classes; --num-classes {config.num_classes} contradicts it")
+    names = config.class_names or (tuple(meta["class_names"]) if meta.get("class_names") else None)
+    options = {**meta.get("options", {}), **config.options}
+    trained = {k: meta[k] for k in ("dataset", "epoch", "val_top1", "val_top5") if k in meta}
+    return replace(
+        config,
+        name=arch,
+        num_classes=width,
+        class_names=names,
+        options=options,
+        preprocess=preprocess_from(meta),
+        trained=trained,
+    )
 
 
 def validate_model_config(config: ModelConfig) -> None:

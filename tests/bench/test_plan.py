@@ -84,9 +84,9 @@ def test_run_completes_an_artifact_without_touching_what_it_has(tmp_path):
         ModelConfig("resnet20", class_names=names), out=tmp_path, precisions=("fp16",), fp16=Fp16Config(False)
     )
     fp16 = sha256_file(first.path / "model.fp16.onnx")
-    done = prepare_artifact("resnet20", "random", 0, first.path, ["int8", "bf16"], tmp_path)
+    done = prepare_artifact(None, first.path, ["int8", "bf16"], tmp_path)
     assert done.path == first.path and done.precisions == ["fp32", "fp16", "int8"]
     assert sha256_file(done.path / "model.fp16.onnx") == fp16
     assert done.manifest["precisions"]["fp16"]["settings"]["keep_io_types"] is False
     assert done.class_names == list(names)
-    assert prepare_artifact("resnet20", "random", 0, done.path, ["fp16"], tmp_path).manifest == done.manifest
+    assert prepare_artifact(None, done.path, ["fp16"], tmp_path).manifest == done.manifest

@@ -1,0 +1,12 @@
+"""Training and fine-tuning (``rbench train``), and the residual-learning experiments (``rbench experiment``).
+
+>>> from rbench.train import TrainConfig, train
+>>> result = train(TrainConfig(model="resnet20", data="digits", epochs=2))
+>>> result.metrics["val_top1"]
+"""
+
+from __future__ import annotations
+
+from rbench.train.loop import TrainConfig, TrainResult, train
+
+__all__ = ["TrainConfig", "TrainResult", "train"]
