@@ -47,6 +47,7 @@ def markdown(data: dict[str, Any]) -> str:
     lines += ["", "## How close to PyTorch FP32 (unfolded), on the built-in photos", ""]
     lines += ["| row | max err / max\\|ref\\| | cosine | top-1 | bounds | parity |", "|---|---|---|---|---|---|"]
     lines += _parity_rows(data)
+    lines += _accuracy_lines(data)
     lines += ["", "## Honesty audits (after MLPerf's TEST04, TEST01, TEST05)", ""]
     lines += _audit_lines(data)
     lines += _loadgen_lines(data)
@@ -173,6 +174,18 @@ def _audit_lines(data: dict[str, Any]) -> list[str]:
         cosine = f"{min(o['cosine'] for o in outputs)} ({sum(o['calls'] for o in outputs)} calls)" if outputs else ""
         ratio = cache["ratio"] if cache else ""
         lines.append(f"| {r['label']} | {ratio} | {cosine} | {change} | {'; '.join(found) if found else 'pass'} |")
+    return lines
+
+
+def _accuracy_lines(data: dict[str, Any]) -> list[str]:
+    measured = [r for r in data["rows"] if r.get("accuracy")]
+    if not measured:
+        return []
+    lines = ["", f"## Accuracy on {measured[0]['accuracy']['data']}", ""]
+    lines += ["| row | top-1 | top-5 | same top-1 as PyTorch FP32 |", "|---|---|---|---|"]
+    for r in measured:
+        a = r["accuracy"]
+        lines.append(f"| {r['label']} | {a['top1']:.2%} | {a['top5']:.2%} | {a['agreement']:.2%} |")
     return lines
 
 

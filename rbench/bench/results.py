@@ -46,6 +46,9 @@ CSV_COLUMNS = (
     "max_abs_rel",
     "top1",
     "parity",
+    "accuracy_top1",
+    "accuracy_top5",
+    "agreement",
     "first_inference_ms",
     "session_s",
     "peak_rss_mb",
@@ -135,6 +138,9 @@ def csv_rows(data: dict[str, Any]) -> list[dict[str, Any]]:
         common |= {k: r["parity"].get(k) for k in ("cosine", "max_abs_rel", "top1")}
         common["parity"] = "" if not r["parity"] else ("pass" if r["parity"]["passed"] else "FAIL")
         common["session_s"] = r["session_s"]
+        accuracy = r.get("accuracy") or {}
+        common |= {"accuracy_top1": accuracy.get("top1"), "accuracy_top5": accuracy.get("top5")}
+        common["agreement"] = accuracy.get("agreement")
         loadgen = r.get("loadgen") or {}
         common |= {
             "scenario": loadgen.get("scenario"),

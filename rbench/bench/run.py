@@ -47,6 +47,7 @@ class Row:
     recompiled: bool = False
     loadgen: dict[str, Any] = field(default_factory=dict)  # an MLPerf LoadGen scenario's figures, if one ran
     concurrency: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  # batch -> --streams measurements
+    accuracy: dict[str, Any] = field(default_factory=dict)  # --eval-data: top-1, top-5, agreement with PyTorch FP32
 
     @property
     def failed(self) -> bool:
@@ -84,8 +85,11 @@ def run_benchmark(
     on_row: Callable[[Row], None] = lambda row: None,
     scenario: Any = None,
     log_dir: Path | None = None,
+    eval_data: Any = None,
 ) -> RunResult:
     """Time every row of ``plan_rows`` on ``artifact``; a row that cannot run says why, and the run goes on.
+
+    With ``eval_data`` (a ``rbench.bench.accuracy.EvalSet``) every row that ran also measures its accuracy there.
 
     With ``scenario`` (a ``rbench.bench.loadgen.ScenarioConfig``) every row that ran also goes through that MLPerf
     LoadGen scenario; its logs go to ``log_dir/<row>``.
@@ -102,6 +106,7 @@ def run_benchmark(
     with TorchRunner(model, artifact.input_shape) as reference:
         expected = infer_in_batches(reference, photos)
         on_pool = next(iter(infer_in_batches(reference, {artifact.input_name: pool}).values()))
+        labelled = _reference_predictions(reference, eval_data, artifact.input_name)
     progress.step("measuring this machine's peak (best large GEMM per precision)")
     peaks = measure_peaks(threads)
     progress.step("measuring the harness's own overhead")
@@ -111,7 +116,7 @@ def run_benchmark(
         if plan.factory is not None:  # a planned skip is listed with the results, not shown as a step
             progress.step(f"{plan.label}", total=len(config.batch_sizes))
         loadgen = (scenario, log_dir or Path("loadgen")) if scenario is not None else None
-        rows.append(_run_row(plan, artifact, pool, (photos, expected, on_pool), config, progress, loadgen))
+        rows.append(_run_row(plan, artifact, pool, (photos, expected, on_pool), config, progress, loadgen, labelled))
         if rows[-1].failed:
             progress.fail()
         if plan.factory is not None:
@@ -146,6 +151,7 @@ def _run_row(
     config: BenchConfig,
     progress: Progress,
     loadgen: tuple[Any, Path] | None = None,
+    labelled: tuple[Any, np.ndarray] | None = None,
 ) -> Row:
     """Activate, check parity on the photos, sweep the batch sizes, audit, and with ``loadgen`` (a scenario and a
     log folder) run that LoadGen scenario; a row that cannot run says why."""
@@ -177,11 +183,31 @@ def _run_row(
             row.concurrency = _cuda_streams(runner, pool, config)
         if loadgen is not None:
             row.loadgen = _loadgen(runner, row, artifact, pool, *loadgen)
+        if labelled is not None:
+            row.accuracy = _accuracy(runner, artifact.input_name, *labelled)
     except Exception as exc:
         row.error = f"{type(exc).__name__}: {first_line(exc)}"
     finally:
         runner.deactivate()
     return row
+
+
+def _reference_predictions(reference: Any, eval_data: Any, input_name: str) -> tuple[Any, np.ndarray] | None:
+    """The eval set and PyTorch FP32's top-1 class on each of its images (what every row's agreement is against)."""
+    if eval_data is None:
+        return None
+    from rbench.bench.accuracy import runner_logits
+
+    return eval_data, runner_logits(reference, eval_data.x, input_name).argmax(1)
+
+
+def _accuracy(runner: Any, input_name: str, eval_data: Any, reference: np.ndarray) -> dict[str, Any]:
+    from rbench.bench.accuracy import accuracy, runner_logits
+
+    logits = runner_logits(runner, eval_data.x, input_name)
+    scores = accuracy(logits, eval_data.y)
+    del scores["confusion"]
+    return {**scores, "agreement": float((logits.argmax(1) == reference).mean()), "data": eval_data.description}
 
 
 def _audit(

@@ -51,7 +51,9 @@ def export(
     shortcut: str = typer.Option("A", help="CIFAR ResNets only: shortcut option A (zero-pad) or B (projection)."),
     io: IoType = typer.Option("fp32", help="FP16 model's input/output type (needs fp16 in --precision)."),  # type: ignore[valid-type]
     calibration: str = typer.Option(
-        "photos", help="INT8 calibration: 'photos' (augmented built-in photos), 'digits', or a folder (as --images)."
+        "auto",
+        help="INT8 calibration: 'photos' (augmented built-in photos), 'digits', or a folder (as --images); auto: "
+        "a trained checkpoint's training data, else photos.",
     ),
     calib_method: CalibMethod = typer.Option("percentile", help="INT8 calibration method."),  # type: ignore[valid-type]
     calib_samples: int = typer.Option(64, help="INT8 calibration images."),

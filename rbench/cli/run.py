@@ -53,6 +53,9 @@ def run(
     target_qps: float = typer.Option(10.0, help="LoadGen server: queries per second (Poisson arrivals)."),
     latency_bound_ms: float = typer.Option(15.0, help="LoadGen server: the p99 latency bound (MLPerf: 15 ms)."),
     mlperf_official: bool = typer.Option(False, help="LoadGen with MLPerf's own settings (10 minutes and more each)."),
+    eval_data: str = typer.Option(
+        None, help="Also measure every row's accuracy on labelled images: digits, or a folder of class folders."
+    ),
     artifacts_dir: Path = typer.Option(Path("artifacts"), help="Where exported artifacts go."),
     out_dir: Path = typer.Option(Path("results"), "--out", help="Folder for results.json, .csv, report.md, PNGs."),
     as_json: bool = typer.Option(False, "--json", help="Print results.json instead of tables."),
@@ -74,10 +77,22 @@ def run(
     )
     loadgen = _scenario(scenario, target_qps, latency_bound_ms, mlperf_official, sizes)
     model_config = _check_inputs(model, weights, artifact, out_dir, seed)
+    if eval_data is not None and eval_data != "digits":
+        from rbench.data import check_image_folder
+
+        check_image_folder(eval_data, "--eval-data")
     with progress(not as_json) as shown:
         measured = prepare_artifact(model_config, artifact, chosen_precisions, artifacts_dir, shown)
+        labelled = _eval_set(eval_data, measured, shown)
         result = run_benchmark(
-            measured, chosen_backends, chosen_precisions, config, shown, scenario=loadgen, log_dir=out_dir / "loadgen"
+            measured,
+            chosen_backends,
+            chosen_precisions,
+            config,
+            shown,
+            scenario=loadgen,
+            log_dir=out_dir / "loadgen",
+            eval_data=labelled,
         )
         data = to_json(result, list(_state["argv"]), environment())
         shown.step("writing results.json, results.csv, report.md and plots")
@@ -86,6 +101,21 @@ def run(
     if not data["passed"]:
         err.print(f"parity FAILED: {'; '.join(failures(data))}", markup=False, soft_wrap=True)
         raise typer.Exit(1)
+
+
+def _eval_set(data: str | None, artifact: Any, shown: Any) -> Any:
+    if data is None:
+        return None
+    from rbench.bench.accuracy import eval_set
+
+    shown.step(f"reading {data} for accuracy")
+    m = artifact.manifest["model"]
+    found = eval_set(
+        data, artifact.preprocess, artifact.class_names, artifact.num_classes, m.get("trained"), None, shown
+    )
+    for note in found.notes:
+        shown.note(note)
+    return found
 
 
 def _show(data: dict[str, Any], folder: Path, as_json: bool) -> None:
@@ -194,7 +224,9 @@ def live_table(data: dict[str, Any]) -> Any:
         caption="p50 per call; x: throughput over eager PyTorch FP32 at the same batch; peak: this run's best "
         "GEMM of the executed precision; parity: PyTorch FP32 on the photos; audit ✗: an honesty audit failed.",
     )
-    add_columns(t, ("row", "batch", "p50 ms", "img/s", "x", "peak", "parity"), left=("row", "parity"))
+    accuracy = any(r.get("accuracy") for r in data["rows"])
+    columns = ("row", "batch", "p50 ms", "img/s", "x", "peak", "parity", *(("top-1",) if accuracy else ()))
+    add_columns(t, columns, left=("row", "parity"))
     from rbench.bench.results import baseline_throughput
 
     base = baseline_throughput(data)
@@ -208,11 +240,14 @@ def live_table(data: dict[str, Any]) -> Any:
         if any(not a["passed"] for a in audits):
             verdict += " [red]audit ✗[/]"  # the findings are in the row's line above and in report.md
         for p in r["points"]:
+            top1 = (f"{r['accuracy']['top1']:.2%}",) if r.get("accuracy") else ("",) if accuracy else ()
             if p["error"]:
-                t.add_row(label, str(p["batch"]), "", "", "", "", f"error: {p['error']}")
+                t.add_row(label, str(p["batch"]), "", "", "", "", f"error: {p['error']}", *top1)
                 continue
             s, e = p["stats"], p.get("efficiency") or {}
             speed = f"{s['throughput'] / base[p['batch']]:.2f}" if p["batch"] in base else ""
             share = f"{e['share_of_peak']:.0%}" if e.get("share_of_peak") is not None else ""
-            t.add_row(label, str(p["batch"]), f"{s['p50'] * 1e3:.2f}", f"{s['throughput']:.1f}", speed, share, verdict)
+            t.add_row(
+                label, str(p["batch"]), f"{s['p50'] * 1e3:.2f}", f"{s['throughput']:.1f}", speed, share, verdict, *top1
+            )
     return t

@@ -36,6 +36,7 @@ from rbench.export.precision import (
     Fp16Config,
     Int8Config,
     calibration_data,
+    calibration_for,
     make_precision,
     precision_settings,
     validate_int8,
@@ -94,6 +95,7 @@ def export_artifact(
     precisions = [p for p in EXPORTED if p in precisions or p == "fp32"]
     validate_model_config(model_config)
     validate_export_config(export_config)
+    int8 = calibration_for(int8, model_config.trained)
     if "int8" in precisions:
         validate_int8(int8)
     out = Path(out)

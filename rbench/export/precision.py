@@ -60,11 +60,12 @@ class Int8Config:
     """Static INT8 quantization settings.
 
     ``calibration`` is ``"photos"`` (random crops and flips of the built-in photos), ``"digits"`` (scikit-learn's
-    digits, training split) or a folder of images; ``samples`` images are drawn from it.
+    digits, training split) or a folder of images; ``samples`` images are drawn from it. ``"auto"``: the training
+    data of a checkpoint rbench trained (``calibration_for``), else the photos.
     """
 
     method: str = "percentile"
-    calibration: str = "photos"
+    calibration: str = "auto"
     samples: int = 64
     seed: int = 0
     percentile: float = 99.999
@@ -89,7 +90,7 @@ def calibration_data(config: Int8Config, preprocess: Any) -> np.ndarray:
     """The calibration batch, preprocessed exactly like inference input (NCHW float32)."""
     from rbench.data import augmented_photos, load_images, preprocess_batch
 
-    if config.calibration == "photos":
+    if config.calibration in ("photos", "auto"):  # auto without a trained checkpoint: the photos
         return augmented_photos(config.samples, preprocess, seed=config.seed)
     if config.calibration == "digits":
         from rbench.data import digits_images
@@ -104,6 +105,21 @@ def calibration_data(config: Int8Config, preprocess: Any) -> np.ndarray:
     return augmented_photos(config.samples, preprocess, seed=config.seed, images=images)
 
 
+def calibration_for(config: Int8Config, trained: dict | None) -> Int8Config:
+    """``calibration="auto"`` made concrete: a model rbench trained is calibrated on its own training data (digits'
+    training split of the same seed, or the training folder, where it still exists); any other on the photos."""
+    from dataclasses import replace
+
+    if config.calibration != "auto":
+        return config
+    source = (trained or {}).get("dataset") or {}
+    if source.get("name") == "digits":
+        return replace(config, calibration="digits", seed=int(source.get("seed", 0)))
+    if source.get("train") and Path(source["train"]).is_dir():
+        return replace(config, calibration=source["train"])
+    return replace(config, calibration="photos")
+
+
 def validate_int8(config: Int8Config) -> None:
     """Reject bad settings before any work is done."""
     if config.method not in CALIBRATION_METHODS:
@@ -115,7 +131,7 @@ def validate_int8(config: Int8Config) -> None:
     if config.seed < 0:
         raise BadInputError(f"--seed must be 0 or more, got {config.seed}")
     source = config.calibration
-    if source not in ("photos", "digits"):
+    if source not in ("photos", "digits", "auto"):
         from rbench.data import check_image_folder
 
         check_image_folder(source, "calibration data ('photos', 'digits' or a folder of images)")
