@@ -10,6 +10,7 @@ from rbench.cli import (  # noqa: F401  (each registers its command)
     compare,
     doctor,
     evaluate,
+    experiment,
     export,
     inspect,
     parity,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import nn
@@ -92,3 +93,53 @@ def bottleneck_arithmetic(channels: int = 256) -> dict[str, int]:
         "bottleneck": conv_weights(Bottleneck(channels, channels // Bottleneck.expansion)),
         "basic": conv_weights(BasicBlock(channels, channels)),
     }
+
+
+def block_comparison(channels: int = 256, size: int = 56) -> list[dict[str, Any]]:
+    """Basic against bottleneck block at ``channels`` wide, from the real modules: each convolution's shape, the
+    weights and the multiply-accumulates at ``size``×``size``."""
+    blocks = {
+        "basic (3×3, 3×3)": BasicBlock(channels, channels),
+        "bottleneck (1×1, 3×3, 1×1)": Bottleneck(channels, channels // Bottleneck.expansion),
+    }
+    found = []
+    for name, block in blocks.items():
+        convs = [m for m in block.modules() if isinstance(m, nn.Conv2d)]
+        weights = sum(m.weight.numel() for m in convs)
+        found.append(
+            {
+                "block": name,
+                "convolutions": [
+                    f"{m.kernel_size[0]}×{m.kernel_size[1]} {m.in_channels}→{m.out_channels}" for m in convs
+                ],
+                "weights": weights,
+                "macs": weights * size * size,
+            }
+        )
+    return found
+
+
+def shortcut_comparison() -> list[dict[str, Any]]:
+    """Identity (option A: subsample and zero-pad) against projection (option B: 1×1 convolution and BatchNorm)
+    shortcuts where a stage doubles its channels, from the real modules of the CIFAR ResNet-20 and ResNet-56."""
+    from rbench.models.cifar import CifarResNet
+
+    found = []
+    for depth in (20, 56):
+        for option, name in (("A", "identity (zero-pad)"), ("B", "projection (1×1 conv + BN)")):
+            model = CifarResNet(depth, shortcut=option)
+            shortcuts = [model.layer2[0].downsample, model.layer3[0].downsample]
+            found.append(
+                {
+                    "model": f"resnet{depth}",
+                    "shortcut": name,
+                    "option": option,
+                    "shortcut_parameters": sum(p.numel() for s in shortcuts for p in s.parameters()),
+                    "model_parameters": sum(p.numel() for p in model.parameters()),
+                    "modules": [
+                        type(s).__name__ if option == "A" else " + ".join(type(m).__name__ for m in s)
+                        for s in shortcuts
+                    ],
+                }
+            )
+    return found

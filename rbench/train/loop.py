@@ -177,7 +177,6 @@ def _train(config: TrainConfig, world: World, device: torch.device, progress: Pr
     from rbench.models import get_spec
 
     spec = get_spec(config.model)
-    progress.step(f"loading {config.data}")
     data = load_dataset(
         config.data,
         spec.preprocess,
@@ -379,8 +378,8 @@ def _fit(
             "seconds": seconds,
         }
         history.append(row)
-        progress.note(_epoch_line(row, config.epochs))
         best = _save_epoch(model, data, config, optimizer, schedule, history, best, run_dir)
+        progress.note(_epoch_line(row, config.epochs))
     extra: dict[str, Any] = {**counters, "precision": str(dtype).removeprefix("torch.") if dtype else "float32"}
     extra["device"] = str(device)
     extra["world_size"] = world.size

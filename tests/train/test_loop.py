@@ -1,0 +1,125 @@
+"""Training: it learns, takes one optimizer step per batch, round-trips checkpoints, resumes exactly, fine-tunes
+only the head when frozen, caches features, and runs under torchrun."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+import torch
+from conftest import write_image_tree
+
+from rbench.models.checkpoint import load_checkpoint, read_meta
+from rbench.progress import Silent
+from rbench.train import TrainConfig, train
+from rbench.train.loop import resume_config
+
+
+def test_a_short_run_on_digits_learns(digits_run):
+    history = digits_run.history
+    assert history[-1]["train_loss"] < 0.6 * history[0]["train_loss"]
+    assert digits_run.metrics["val_top1"] > 0.85  # chance is 0.10; measured 0.96 after 6 epochs
+    files = {p.name for p in digits_run.run_dir.iterdir()}
+    assert {"best.safetensors", "last.safetensors", "metrics.json", "curves.csv", "curves.png"} <= files
+    metrics = json.loads((digits_run.run_dir / "metrics.json").read_text())
+    assert 0 <= metrics["val_top1"] <= 1 and metrics["val_top1"] == history[-1]["val_top1"]
+    assert len((digits_run.run_dir / "curves.csv").read_text().splitlines()) == 1 + 6
+
+
+def test_checkpoint_carries_what_export_needs(digits_run):
+    meta = read_meta(digits_run.run_dir / "best.safetensors")
+    assert meta["architecture"] == "resnet20" and meta["class_names"] == [str(d) for d in range(10)]
+    assert meta["preprocess"]["size"] == 32 and meta["preprocess"]["resize"] == 32  # digits: upscaled whole
+    assert meta["dataset"] == {"name": "digits", "seed": 0, "val_split": 0.2}
+    model, _ = load_checkpoint(digits_run.run_dir / "best.safetensors")
+    assert not model.training and model.fc.out_features == 10
+
+
+def _counting_steps(monkeypatch):
+    calls = {"n": 0}
+    original = torch.optim.SGD.step
+
+    def step(self, *args, **kwargs):
+        calls["n"] += 1
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(torch.optim.SGD, "step", step)
+    return calls
+
+
+@pytest.mark.parametrize("amp", ["off", "bf16"])
+def test_exactly_one_optimizer_step_per_batch(tmp_path, monkeypatch, amp):
+    calls = _counting_steps(monkeypatch)
+    result = train(TrainConfig(data="synthetic", epochs=2, batch_size=10, amp=amp, limit=30, out=str(tmp_path)))
+    assert calls["n"] == 2 * 3  # 30 images in batches of 10: 3 batches an epoch
+    assert result.metrics["optimizer_steps"] == result.metrics["batches"] == 6
+    assert result.metrics["precision"] == ("bfloat16" if amp == "bf16" else "float32")
+
+
+class _KilledAfter(Silent):
+    """A progress display whose process is killed right after epoch ``n`` is reported (its files are written)."""
+
+    def __init__(self, n: int) -> None:
+        self.n = n
+
+    def note(self, message: str) -> None:
+        if message.startswith(f"epoch {self.n}/"):
+            raise KeyboardInterrupt
+
+
+def test_resume_continues_exactly_where_it_stopped(tmp_path):
+    base = TrainConfig(data="synthetic", epochs=3, batch_size=32, limit=96, threads=1)
+    straight = train(replace(base, out=str(tmp_path / "a")))
+    with pytest.raises(KeyboardInterrupt):
+        train(replace(base, out=str(tmp_path / "b")), _KilledAfter(2))
+    (killed,) = (tmp_path / "b").iterdir()
+    assert "metrics.json" not in {p.name for p in killed.iterdir()}
+    resumed = train(resume_config(killed))
+    assert resumed.run_dir == killed and [h["epoch"] for h in resumed.history] == [1, 2, 3]
+    a = load_checkpoint(straight.run_dir / "last.safetensors")[0].state_dict()
+    b = load_checkpoint(resumed.run_dir / "last.safetensors")[0].state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert resumed.history[:2] == train(resume_config(killed, epochs=4)).history[:2]  # the history carries on
+
+
+def test_frozen_backbone_changes_only_the_head_and_caches_features(tmp_path, digits_run):
+    init = str(digits_run.run_dir / "best.safetensors")
+    data = write_image_tree(tmp_path / "shapes", {"a": 8, "b": 8, "c": 8})
+    config = TrainConfig(data=str(data), freeze="backbone", init=init, epochs=3, out=str(tmp_path / "runs"))
+    first = train(config)
+    before = load_checkpoint(init)[0].state_dict()
+    after = load_checkpoint(first.run_dir / "best.safetensors")[0].state_dict()
+    changed = sorted(
+        k for k in after if k in before and (before[k].shape != after[k].shape or not torch.equal(before[k], after[k]))
+    )
+    assert changed == ["fc.bias", "fc.weight"]
+    assert after["fc.weight"].shape == (3, 64)  # a new head for the three classes
+    assert first.metrics["feature_cache"]["hit"] is False
+    again = train(config)
+    assert again.metrics["feature_cache"]["hit"] is True
+    assert again.metrics["feature_cache"]["file"] == first.metrics["feature_cache"]["file"]
+    other_split = train(replace(config, seed=1))  # other data: the validation split differs
+    assert other_split.metrics["feature_cache"]["hit"] is False
+    other_init = train(replace(config, init=str(digits_run.run_dir / "last.safetensors")))
+    changed_weights = read_meta(digits_run.run_dir / "last.safetensors")["epoch"] != read_meta(init)["epoch"]
+    assert other_init.metrics["feature_cache"]["hit"] is (not changed_weights)
+    views = train(replace(config, feature_views=2))
+    assert views.metrics["feature_cache"]["hit"] is False
+
+
+def test_two_process_ddp_on_cpu_writes_one_checkpoint(tmp_path):
+    torchrun = Path(sys.executable).with_name("torchrun")
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    cmd = [str(torchrun), "--nproc-per-node", "2", "-m", "rbench", "train", "--data", "synthetic", "--epochs", "2"]
+    done = subprocess.run([*cmd, "--out", str(tmp_path)], capture_output=True, text=True, env=env, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    runs = list(tmp_path.glob("resnet20-synthetic-*"))
+    assert len(runs) == 1 and done.stdout.strip().splitlines()[-1] == str(runs[0])
+    assert len(list(tmp_path.rglob("best.safetensors"))) == 1
+    metrics = json.loads((runs[0] / "metrics.json").read_text())
+    assert metrics["world_size"] == 2 and metrics["train_images"] == 480
