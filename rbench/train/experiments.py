@@ -25,7 +25,7 @@ from rbench.errors import BadInputError
 from rbench.progress import Progress, Silent
 
 EXPERIMENTS = ("degradation", "gradients")
-DEGRADATION_MODELS = ("plain20", "plain56", "resnet20", "resnet56")
+DEGRADATION_DEPTHS = (20, 56)  # the shallower and the deeper net of each kind
 
 
 def experiment_dir(out: str | Path, name: str) -> Path:
@@ -44,6 +44,7 @@ def degradation(
     seed: int = 0,
     lr: float = 0.1,
     limit: int | None = None,
+    depths: tuple[int, int] = DEGRADATION_DEPTHS,
     progress: Progress = Silent(),
 ) -> dict[str, Any]:
     """Train the four nets on digits, no augmentation, identical settings; return and write the curves."""
@@ -63,7 +64,7 @@ def degradation(
         limit=limit,
     )
     curves: dict[str, Any] = {}
-    for name in DEGRADATION_MODELS:
+    for name in (f"{kind}{depth}" for kind in ("plain", "resnet") for depth in depths):
         progress.step(f"training {name}")
         result = train(replace(base, model=name), progress)
         curves[name] = {
@@ -82,10 +83,10 @@ def degradation(
         },
         "dataset": "digits (training split: training error is measured on the batches as they train)",
         "models": curves,
-        "verdict": degradation_verdict(curves),
+        "verdict": degradation_verdict(curves, depths),
     }
     write_json_atomic(folder / "degradation.json", found)
-    _degradation_png(folder / "degradation.png", curves, found["verdict"])
+    _degradation_png(folder / "degradation.png", curves, found["verdict"], depths)
     return found
 
 
@@ -93,7 +94,7 @@ def degradation(
 MARGIN = 0.01
 
 
-def degradation_verdict(curves: dict[str, Any]) -> dict[str, Any]:
+def degradation_verdict(curves: dict[str, Any], depths: tuple[int, int] = DEGRADATION_DEPTHS) -> dict[str, Any]:
     """Whether each effect showed, judged on where training ends: the mean training error of the last three epochs
     (robust to one noisy epoch), deep against shallow, for the plain and the residual pair. The mean over all
     epochs is reported too: a deeper net of either kind starts slower, which is not degradation."""
@@ -109,13 +110,15 @@ def degradation_verdict(curves: dict[str, Any]) -> dict[str, Any]:
             "deeper_is_worse": bool(end_d > end_s + MARGIN),
         }
 
-    plain, residual = summary("plain56", "plain20"), summary("resnet56", "resnet20")
+    shallow, deep = depths
+    plain = summary(f"plain{deep}", f"plain{shallow}")
+    residual = summary(f"resnet{deep}", f"resnet{shallow}")
     shows = plain["deeper_is_worse"] and not residual["deeper_is_worse"]
-    figures = (
-        f"final training error plain56 {plain['final_train_error'][0]:.1%} vs plain20 "
-        f"{plain['final_train_error'][1]:.1%}; resnet56 {residual['final_train_error'][0]:.1%} vs resnet20 "
-        f"{residual['final_train_error'][1]:.1%} (mean of the last 3 epochs)"
+    figures = "; ".join(
+        f"{p['deep']} {p['final_train_error'][0]:.1%} vs {p['shallow']} {p['final_train_error'][1]:.1%}"
+        for p in (plain, residual)
     )
+    figures = f"final training error {figures} (mean of the last 3 epochs)"
     if shows:
         line = f"degradation shown: the deeper plain net trains worse, the deeper ResNet does not: {figures}"
     else:
@@ -123,7 +126,7 @@ def degradation_verdict(curves: dict[str, Any]) -> dict[str, Any]:
     return {"shown": shows, "plain": plain, "residual": residual, "summary": line, "margin": MARGIN}
 
 
-def _degradation_png(path: Path, curves: dict[str, Any], verdict: dict[str, Any]) -> None:
+def _degradation_png(path: Path, curves: dict[str, Any], verdict: dict[str, Any], depths: tuple[int, int]) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -131,7 +134,7 @@ def _degradation_png(path: Path, curves: dict[str, Any], verdict: dict[str, Any]
 
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.2), sharey=True)
     for ax, family in zip(axes, ("plain", "resnet"), strict=True):
-        for depth, style in (("20", "--"), ("56", "-")):
+        for depth, style in zip(depths, ("--", "-"), strict=True):
             name = f"{family}{depth}"
             errors = 100 * np.asarray(curves[name]["train_error"])
             ax.plot(range(1, len(errors) + 1), errors, style, marker="o", markersize=3, label=f"{name}")

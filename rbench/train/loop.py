@@ -130,12 +130,27 @@ def validate(config: TrainConfig) -> None:
         raise BadInputError("--shortcut takes A or B, and applies to the CIFAR ResNets only")
     config.augmentation()
     check_data(config.data, config.val_data, config.labels)
-    if config.init is not None and not Path(config.init).is_file():
-        raise BadInputError(f"--init checkpoint not found: {config.init}")
+    if config.init is not None:
+        check_init(config)
     if config.resume is not None and config.freeze == "backbone":
         raise BadInputError("--resume continues a full training; a frozen-backbone fine-tune simply runs again")
     if config.device == "cuda" and not torch.cuda.is_available():
         raise EnvironmentProblem("--device cuda, but torch sees no CUDA device")
+
+
+def check_init(config: TrainConfig) -> None:
+    """``--init`` exists and fits ``--model`` (everything but the classifier), before any data is read."""
+    from rbench.models import create_model
+    from rbench.models.checkpoint import load_backbone, read_meta
+    from rbench.models.weights import load_state_dict_file
+
+    if not Path(config.init or "").is_file():
+        raise BadInputError(f"--init checkpoint not found: {config.init}")
+    meta = read_meta(config.init)
+    if meta is not None and meta["architecture"] != config.model:
+        raise BadInputError(f"--init {config.init} is a {meta['architecture']} checkpoint, not {config.model}")
+    options = {"shortcut": config.shortcut} if config.shortcut else {}
+    load_backbone(create_model(config.model, weights="init", **options), load_state_dict_file(config.init), config.init)
 
 
 def resume_config(run_dir: str | os.PathLike[str], **changes: Any) -> TrainConfig:
@@ -221,9 +236,7 @@ def build_model(config: TrainConfig, data: Dataset) -> tuple[nn.Module, list[str
     model = create_model(config.model, weights="init", seed=config.seed, num_classes=classes, **options)
     if config.init is None:
         return model, []
-    meta = read_meta(config.init)
-    if meta is not None and meta["architecture"] != config.model:
-        raise BadInputError(f"--init {config.init} is a {meta['architecture']} checkpoint, not {config.model}")
+    meta = read_meta(config.init)  # its architecture and fit were checked by validate()
     state = load_state_dict_file(config.init)
     if meta is not None and meta.get("class_names") == data.class_names:
         apply_state_dict(model, state, config.init)

@@ -167,19 +167,30 @@ def test_gradients_experiment_shows_vanishing_without_batchnorm(tmp_path):
     assert np.median(residual) > 1e3 * dead  # the shortcuts carry the gradient
 
 
-def test_degradation_experiment_writes_curves_and_a_verdict(tmp_path, monkeypatch):
-    from rbench.train import experiments
+def test_degradation_experiment_writes_curves_and_a_verdict(tmp_path):
+    from rbench.train.experiments import degradation
 
-    monkeypatch.setattr(experiments, "DEGRADATION_MODELS", ("plain20", "plain32", "resnet20", "resnet32"))
-    monkeypatch.setattr(
-        experiments,
-        "degradation_verdict",
-        lambda curves, original=experiments.degradation_verdict: original(
-            {k.replace("32", "56"): v for k, v in curves.items()}
-        ),
-    )
-    found = experiments.degradation(tmp_path, epochs=2, limit=64)
+    found = degradation(tmp_path, epochs=2, limit=64, depths=(20, 32))
     assert set(found["models"]) == {"plain20", "plain32", "resnet20", "resnet32"}
     assert all(len(m["train_error"]) == 2 for m in found["models"].values())
-    assert isinstance(found["verdict"]["shown"], bool) and found["verdict"]["summary"]
+    verdict = found["verdict"]
+    assert verdict["plain"]["deep"] == "plain32" and isinstance(verdict["shown"], bool)
+    assert verdict["summary"].startswith("degradation shown" if verdict["shown"] else "degradation NOT shown")
     assert (tmp_path / "degradation.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_degradation_verdict_reads_where_training_ends():
+    from rbench.train.experiments import degradation_verdict
+
+    def curves(plain56: float, resnet56: float) -> dict:
+        # the deeper nets start slower; what counts is the error where training ends
+        return {
+            "plain20": {"train_error": [0.8, 0.1, 0.0, 0.0, 0.0]},
+            "plain56": {"train_error": [0.9, 0.6, plain56, plain56, plain56]},
+            "resnet20": {"train_error": [0.7, 0.05, 0.0, 0.0, 0.0]},
+            "resnet56": {"train_error": [0.9, 0.4, resnet56, resnet56, resnet56]},
+        }
+
+    assert degradation_verdict(curves(0.10, 0.0))["shown"] is True
+    assert degradation_verdict(curves(0.10, 0.05))["shown"] is False  # the deeper ResNet is worse too
+    assert degradation_verdict(curves(0.005, 0.0))["shown"] is False  # within the 1-point margin
