@@ -62,7 +62,10 @@ def eval_set(
         found.notes.append(f"{folder} is the model's training folder: its {len(split)} held-out images are used")
         return found
     labels = labels or (source.get("labels") if source.get("labels") and Path(source["labels"]).is_file() else None)
-    return _folder(folder, preprocess, class_names, num_classes, labels, progress)
+    found = _folder(folder, preprocess, class_names, num_classes, labels, progress)
+    if source.get("train") and Path(source["train"]).resolve() == folder.resolve():
+        found.notes.append(f"{folder} is the folder the model was trained on: this is training accuracy")
+    return found
 
 
 def _from_split(split: Any, description: str) -> EvalSet:
@@ -77,9 +80,9 @@ def _folder(
     labels: str | None,
     progress: Progress,
 ) -> EvalSet:
-    from rbench.train.datasets import _images, _read, read_labels_file
+    from rbench.train.datasets import image_files, read_images, read_labels_file
 
-    dirs = sorted(d for d in folder.iterdir() if d.is_dir() and not d.name.startswith(".") and _images(d))
+    dirs = sorted(d for d in folder.iterdir() if d.is_dir() and not d.name.startswith(".") and image_files(d))
     if not dirs:
         raise BadInputError(f"--data {folder}: no class folders; accuracy needs labelled images ({folder}/<class>/)")
     named = read_labels_file(Path(labels)) if labels else {}
@@ -88,9 +91,9 @@ def _folder(
         raise BadInputError(f"--labels {labels} has no entry for folder(s) {', '.join(unnamed)}")
     folders = [named.get(d.name, d.name) for d in dirs]
     classes, mapping = class_labels(folders, class_names, num_classes)
-    files = [(p, classes[name]) for d, name in zip(dirs, folders, strict=True) for p in _images(d)]
+    files = [(p, classes[name]) for d, name in zip(dirs, folders, strict=True) for p in image_files(d)]
     progress.step("reading and preprocessing images", total=len(files))
-    split = _read(files, preprocess, progress, folder)
+    split = read_images(files, preprocess, progress, folder)
     skipped = [p.name for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES]
     found = _from_split(split, f"{folder.name}: {len(files)} images in {len(dirs)} class folders (by {mapping})")
     if skipped:

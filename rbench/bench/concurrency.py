@@ -4,8 +4,8 @@
   optimal request count), beside the same model under ``LATENCY`` with one request.
 - ONNX Runtime: N threads calling one shared ``InferenceSession`` (its ``run`` is documented as thread-safe), each
   stream given ``threads // N`` intra-op threads.
-- torch on CUDA: N CUDA streams, one host thread each, inputs already on the device. TensorRT's (one execution
-  context per stream) is not written yet.
+- torch on CUDA: N CUDA streams, one host thread each, inputs already on the device; TensorRT: N execution contexts
+  of one engine, each with its own CUDA stream, buffers and host thread.
 
 Each measurement counts images completed over wall time after a warm-up, and records its streams and the threads
 per stream.
@@ -90,22 +90,34 @@ def run_threads(
     return counts, elapsed
 
 
-def torch_cuda_throughput(runner: Any, feeds: list[np.ndarray], streams: int, seconds: float) -> dict[str, Any]:
-    """Images/s of a torch runner on CUDA with ``streams`` CUDA streams, one host thread each, inputs on the device."""
-    import torch
-
+def cuda_streams_throughput(runner: Any, feeds: list[np.ndarray], streams: int, seconds: float) -> dict[str, Any]:
+    """Images/s with ``streams`` CUDA streams, one host thread each, inputs already on the device: a torch runner's
+    device path under ``torch.cuda.stream``, or a TensorRT runner's execution contexts, one per stream."""
     name = runner.input_specs()[0].name
-    calls = [runner.device_callable({name: feeds[k % len(feeds)]}) for k in range(streams)]
-    cuda_streams = [torch.cuda.Stream() for _ in range(streams)]
+    inputs = [{name: feeds[k % len(feeds)]} for k in range(streams)]
+    if runner.backend == "trt":
+        calls, finish = runner.stream_callables(inputs)
+        mode = "TensorRT execution contexts, one CUDA stream and host thread each"
+    else:
+        import torch
 
-    def call(k: int, i: int) -> None:
-        with torch.cuda.stream(cuda_streams[k]):
-            calls[k]()
+        devices = [runner.device_callable(feed) for feed in inputs]
+        cuda_streams = [torch.cuda.Stream() for _ in range(streams)]
 
-    counts, elapsed = run_threads(call, streams, seconds, finish=lambda k: cuda_streams[k].synchronize())
+        def on_stream(k: int) -> Callable[[], None]:
+            def call() -> None:
+                with torch.cuda.stream(cuda_streams[k]):
+                    devices[k]()
+
+            return call
+
+        calls = [on_stream(k) for k in range(streams)]
+        finish = [s.synchronize for s in cuda_streams]
+        mode = "CUDA streams, one host thread each"
+    counts, elapsed = run_threads(lambda k, i: calls[k](), streams, seconds, finish=lambda k: finish[k]())
     return {
         "backend": runner.backend,
-        "mode": "CUDA streams, one host thread each",
+        "mode": mode,
         "requests": streams,
         "streams": streams,
         "threads_per_stream": 1,
@@ -152,6 +164,4 @@ def measure_streams(
             return [ort_throughput(model, feeds, max(1, streams), seconds, threads)]
     except Exception as exc:
         return [{"backend": backend, "error": f"{type(exc).__name__}: {first_line(exc)}"}]
-    return [
-        {"backend": backend, "skipped": "requests in flight: ort, openvino; torch on CUDA (streams); not TensorRT yet"}
-    ]
+    return [{"backend": backend, "skipped": "requests in flight: ort, openvino; torch and trt on CUDA (streams)"}]

@@ -179,7 +179,7 @@ def _run_row(
         _audit(row, runner, artifact, pool, on_pool, config)
         if config.streams != 1 and plan.file and plan.backend in ("ort", "openvino"):
             row.concurrency = _concurrency(plan, artifact, pool, config)
-        elif config.streams != 1 and config.device == "cuda" and plan.backend in ("torch", "torch-compile"):
+        elif config.streams != 1 and config.device == "cuda" and plan.backend in ("torch", "torch-compile", "trt"):
             row.concurrency = _cuda_streams(runner, pool, config)
         if loadgen is not None:
             row.loadgen = _loadgen(runner, row, artifact, pool, *loadgen)
@@ -253,12 +253,12 @@ def _concurrency(plan: RowPlan, artifact: Artifact, pool: np.ndarray, config: Be
 
 
 def _cuda_streams(runner: Any, pool: np.ndarray, config: BenchConfig) -> dict[str, Any]:
-    from rbench.bench.concurrency import torch_cuda_throughput
+    from rbench.bench.concurrency import cuda_streams_throughput
     from rbench.bench.inputs import batches
 
     streams = max(1, config.streams)
     return {
-        str(b): [torch_cuda_throughput(runner, batches(pool, b), streams, config.duration_s)]
+        str(b): [cuda_streams_throughput(runner, batches(pool, b), streams, config.duration_s)]
         for b in config.batch_sizes
     }
 

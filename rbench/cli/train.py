@@ -66,11 +66,35 @@ def train(
     from rbench.train.loop import train as run_training
 
     config = TrainConfig(
-        model, data, val_data, labels, val_split, epochs, batch_size, optimizer.value, lr, momentum, weight_decay,
-        schedule.value, step_every, gamma, label_smoothing, warmup_epochs, augment, amp.value, freeze.value, init,
-        backbone_lr, feature_views, seed, str(out_dir), None, threads, device, limit,
-        shortcut.upper() if shortcut else None,
-    )  # fmt: skip
+        model=model,
+        data=data,
+        val_data=val_data,
+        labels=labels,
+        val_split=val_split,
+        epochs=epochs,
+        batch_size=batch_size,
+        optimizer=optimizer.value,
+        lr=lr,
+        momentum=momentum,
+        weight_decay=weight_decay,
+        schedule=schedule.value,
+        step_every=step_every,
+        gamma=gamma,
+        label_smoothing=label_smoothing,
+        warmup_epochs=warmup_epochs,
+        augment=augment,
+        amp=amp.value,
+        freeze=freeze.value,
+        init=init,
+        backbone_lr=backbone_lr,
+        feature_views=feature_views,
+        seed=seed,
+        out=str(out_dir),
+        threads=threads,
+        device=device,
+        limit=limit,
+        shortcut=shortcut.upper() if shortcut else None,
+    )
     if resume is not None:
         given = [n for n in ("model", "data", "val_data", "labels", "init", "freeze") if explicit(ctx, n)]
         if given:

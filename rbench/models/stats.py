@@ -85,14 +85,8 @@ def bottleneck_arithmetic(channels: int = 256) -> dict[str, int]:
 
     At 256 channels: 69,632 against 1,179,648, the reason ResNet-50 and deeper use bottlenecks.
     """
-
-    def conv_weights(block: nn.Module) -> int:
-        return sum(m.weight.numel() for m in block.modules() if isinstance(m, nn.Conv2d))
-
-    return {
-        "bottleneck": conv_weights(Bottleneck(channels, channels // Bottleneck.expansion)),
-        "basic": conv_weights(BasicBlock(channels, channels)),
-    }
+    basic, bottleneck = block_comparison(channels)
+    return {"bottleneck": bottleneck["weights"], "basic": basic["weights"]}
 
 
 def block_comparison(channels: int = 256, size: int = 56) -> list[dict[str, Any]]:

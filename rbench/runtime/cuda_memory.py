@@ -37,6 +37,10 @@ class DeviceMemory(abc.ABC):
     def to_host(self, name: str) -> np.ndarray:
         """Wait for the stream, then copy buffer ``name`` back to a new host array."""
 
+    def synchronize(self) -> None:
+        """Wait for everything enqueued on the stream."""
+        self._stream.synchronize()  # type: ignore[attr-defined]  (both kinds keep theirs in _stream)
+
     def capture(self, enqueue: Callable[[], None]) -> Callable[[], None]:
         """Capture ``enqueue`` into a CUDA graph and return its replay."""
         raise EnvironmentProblem(f"CUDA graphs need torch with CUDA; the {self.kind} device memory has none")

@@ -5,7 +5,7 @@ from the artifact's ONNX (exit 3), it was built for this TensorRT version and co
 TensorRT or the GPU is missing, a version that differs from the installed package's is still exit 3, else exit 4).
 Only then are its bytes deserialized, and a ``None`` engine is refused rather than used.
 Execution follows NVIDIA's ``common_runtime.py``: set each input's shape and every tensor's address by name, then
-``execute_async_v3`` on one stream.
+``execute_async_v3`` on one stream; ``--streams N`` adds N execution contexts, each with a stream of its own.
 """
 
 from __future__ import annotations
@@ -64,6 +64,7 @@ class TrtRunner(Runner):
         self._nptype: Callable[[Any], type] = np.dtype
         self._outputs: list[str] = []
         self._graphs: dict[tuple[tuple[str, tuple[int, ...], int], ...], Callable[[], None]] = {}
+        self._streams: list[tuple[Any, DeviceMemory]] = []  # --streams: an execution context and memory each
 
     def check(self) -> dict[str, Any]:
         """Every check that needs no deserialization; returns the sidecar."""
@@ -103,6 +104,9 @@ class TrtRunner(Runner):
         self.sidecar, self._engine, self._context, self._nptype = sidecar, engine, context, trt.nptype
 
     def _deactivate(self) -> None:
+        for _, memory in self._streams:
+            memory.close()
+        self._streams.clear()  # their contexts go before the engine
         if self._memory is not None:
             self._memory.close()
         self._graphs.clear()
@@ -118,20 +122,50 @@ class TrtRunner(Runner):
         ]
 
     def _infer(self, feed: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
-        engine, context, memory = self._engine, self._context, self._memory
+        memory = self._memory
         assert memory is not None
+        self._enqueue(self._bind(self._context, memory, feed))
+        return {name: memory.to_host(name) for name in self._outputs}
+
+    def _bind(
+        self, context: Any, memory: DeviceMemory, feed: Mapping[str, np.ndarray]
+    ) -> tuple[tuple[str, tuple[int, ...], int], ...]:
+        """Copy ``feed`` into ``memory``, size the outputs, and give ``context`` every tensor's shape and address."""
         bound: list[tuple[str, tuple[int, ...], int]] = []
         for name, array in feed.items():
             context.set_input_shape(name, tuple(array.shape))
             bound.append((name, tuple(array.shape), memory.to_device(name, array)))
         for name in self._outputs:
             shape = tuple(context.get_tensor_shape(name))
-            dtype = np.dtype(self._nptype(engine.get_tensor_dtype(name)))
+            dtype = np.dtype(self._nptype(self._engine.get_tensor_dtype(name)))
             bound.append((name, shape, memory.empty(name, shape, dtype)))
         for name, _, address in bound:
             context.set_tensor_address(name, address)
-        self._enqueue(tuple(bound))
-        return {name: memory.to_host(name) for name in self._outputs}
+        return tuple(bound)
+
+    def stream_callables(
+        self, feeds: list[Mapping[str, np.ndarray]]
+    ) -> tuple[list[Callable[[], None]], list[Callable[[], None]]]:
+        """For ``--streams``: one execution context and one CUDA stream (with buffers of its own) per feed, the
+        inputs copied to the device once. ``calls[k]()`` enqueues one inference on stream ``k`` without waiting;
+        ``finish[k]()`` waits for that stream. Contexts of one engine run concurrently, each on its own stream (the
+        TensorRT developer guide's "Streaming"); they live until the runner is released."""
+        calls, finish = [], []
+        for feed in feeds:
+            context = self._engine.create_execution_context()
+            if context is None:
+                raise EnvironmentProblem(f"TensorRT could not create another execution context for {self.engine_file}")
+            memory = device_memory(self.memory_kind)
+            self._streams.append((context, memory))
+            self._bind(context, memory, feed)
+
+            def call(context: Any = context, memory: DeviceMemory = memory) -> None:
+                if not context.execute_async_v3(memory.stream):
+                    raise EnvironmentProblem(f"TensorRT failed to enqueue {self.engine_file.name} (see its log above)")
+
+            calls.append(call)
+            finish.append(memory.synchronize)
+        return calls, finish
 
     def _enqueue(self, bound: tuple[tuple[str, tuple[int, ...], int], ...]) -> None:
         """Run the engine; with ``cuda_graph``, replay the graph captured for these shapes and buffer addresses."""

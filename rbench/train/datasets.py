@@ -154,13 +154,13 @@ def _synthetic(preprocess: Preprocess, seed: int, classes: int = 4, per_class: i
 def _class_folders(folder: Path, what: str) -> list[Path]:
     """The class folders of a labelled image folder (``folder/<class>/<image>``), checked."""
     check_image_folder(folder, what)
-    dirs = sorted(d for d in folder.iterdir() if d.is_dir() and not d.name.startswith(".") and _images(d))
+    dirs = sorted(d for d in folder.iterdir() if d.is_dir() and not d.name.startswith(".") and image_files(d))
     if not dirs:
         raise BadInputError(f"{what} {folder}: images but no class folders; put each class in {folder}/<class>/")
     return dirs
 
 
-def _images(folder: Path) -> list[Path]:
+def image_files(folder: Path) -> list[Path]:
     return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
 
 
@@ -225,22 +225,28 @@ def _folders(
                 f"--labels {labels} does not match the folders of {train_dir}: " + "; ".join(p for p in parts if p)
             )
         names = [mapping[f] for f in folders]
-    files = [(p, i) for i, d in enumerate(dirs) for p in _images(d)]
-    val_files = [(p, folders.index(d.name)) for d in val_dirs for p in _images(d)]
+    files = [(p, i) for i, d in enumerate(dirs) for p in image_files(d)]
+    val_files = [(p, folders.index(d.name)) for d in val_dirs for p in image_files(d)]
     progress.step("reading and preprocessing images", total=len(files) + len(val_files))
-    everything = _read(files, preprocess, progress, train_dir)
+    everything = read_images(files, preprocess, progress, train_dir)
     if val_dir:
-        train, val = everything, _read(val_files, preprocess, progress, Path(val_dir))
+        train, val = everything, read_images(val_files, preprocess, progress, Path(val_dir))
     else:
         train_idx, val_idx = _stratified(everything.y.numpy(), val_split, seed, train_dir)
         train, val = everything.take(train_idx), everything.take(val_idx)
-    source = {"name": train_dir.name, "train": str(train_dir), "val": val_dir, "labels": labels, "seed": seed}
+    source = {
+        "name": train_dir.name,
+        "train": str(train_dir.resolve()),  # absolute: eval and export find them from any folder
+        "val": str(Path(val_dir).resolve()) if val_dir else None,
+        "labels": str(Path(labels).resolve()) if labels else None,
+        "seed": seed,
+    }
     if not val_dir:
         source["val_split"] = val_split
     return Dataset(train_dir.name, train, val, names, preprocess, source)
 
 
-def _read(files: list[tuple[Path, int]], preprocess: Preprocess, progress: Progress, root: Path) -> Split:
+def read_images(files: list[tuple[Path, int]], preprocess: Preprocess, progress: Progress, root: Path) -> Split:
     from PIL import Image, UnidentifiedImageError
 
     x = np.empty((len(files), 3, preprocess.size, preprocess.size), np.float32)

@@ -108,7 +108,7 @@ def train_head(
     model: nn.Module, data: Dataset, config: Any, device: torch.device, progress: Progress, run_dir: Path | None
 ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """Train ``model.fc`` alone on cached features; the backbone, BatchNorm statistics included, stays as loaded."""
-    from rbench.train.loop import _save_epoch, make_optimizer, make_schedule, scores
+    from rbench.train.loop import epoch_line, make_optimizer, make_schedule, save_epoch, scores
 
     cache_dir = Path(config.out) / ".cache" / "features"
     began = time.perf_counter()
@@ -165,12 +165,10 @@ def train_head(
                 "seconds": seconds,
             }
         )
-        best = _save_epoch(model, data, config, optimizer, schedule, history, best, run_dir)
+        best = save_epoch(model, data, config, optimizer, schedule, history, best, run_dir)
     for p in model.parameters():
         p.requires_grad_(True)
-    from rbench.train.loop import _epoch_line
-
-    progress.note(_epoch_line(history[-1], config.epochs))
+    progress.note(epoch_line(history[-1], config.epochs))
     extra = {
         **counters,
         "feature_cache": {"file": str(path), "hit": hit, "seconds": feature_seconds},

@@ -391,8 +391,8 @@ def _fit(
             "seconds": seconds,
         }
         history.append(row)
-        best = _save_epoch(model, data, config, optimizer, schedule, history, best, run_dir)
-        progress.note(_epoch_line(row, config.epochs))
+        best = save_epoch(model, data, config, optimizer, schedule, history, best, run_dir)
+        progress.note(epoch_line(row, config.epochs))
     extra: dict[str, Any] = {**counters, "precision": str(dtype).removeprefix("torch.") if dtype else "float32"}
     extra["device"] = str(device)
     extra["world_size"] = world.size
@@ -442,7 +442,7 @@ def scores(logits: torch.Tensor, y: torch.Tensor, smoothing: float = 0.0) -> dic
     return {"loss": loss, "top1": topk(logits.numpy(), y.numpy(), 1), "top5": topk(logits.numpy(), y.numpy(), 5)}
 
 
-def _epoch_line(row: dict[str, Any], epochs: int) -> str:
+def epoch_line(row: dict[str, Any], epochs: int) -> str:
     return (
         f"epoch {row['epoch']}/{epochs}: loss {row['train_loss']:.3f}, train {row['train_top1']:.1%}, "
         f"val {row['val_top1']:.1%} (top-5 {row['val_top5']:.1%}, loss {row['val_loss']:.3f}), "
@@ -469,7 +469,7 @@ def checkpoint_meta(config: TrainConfig, data: Dataset, row: dict[str, Any]) -> 
     }
 
 
-def _save_epoch(
+def save_epoch(
     model: nn.Module,
     data: Dataset,
     config: TrainConfig,

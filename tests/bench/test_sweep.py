@@ -143,7 +143,7 @@ def test_torch_cuda_streams_run_one_thread_per_stream(pool, monkeypatch):
     import contextlib
     import threading
 
-    from rbench.bench.concurrency import torch_cuda_throughput
+    from rbench.bench.concurrency import cuda_streams_throughput
 
     seen: set[tuple[int, int]] = set()
 
@@ -167,7 +167,80 @@ def test_torch_cuda_streams_run_one_thread_per_stream(pool, monkeypatch):
             return call
 
     with OnDevice() as runner:
-        found = torch_cuda_throughput(runner, [pool[:2], pool[2:4]], streams=2, seconds=0.1)
+        found = cuda_streams_throughput(runner, [pool[:2], pool[2:4]], streams=2, seconds=0.1)
     assert (found["streams"], found["requests"], found["threads_per_stream"]) == (2, 2, 1)
     assert len(made) == 2 and all(s.synced for s in made)
     assert len({thread for thread, _ in seen}) >= 2 and found["throughput"] > 0  # two threads, two inputs
+
+
+def test_tensorrt_streams_use_one_execution_context_and_stream_each(monkeypatch, tmp_path):
+    """TrtRunner.stream_callables through stand-ins for the engine, its contexts and device memory (no GPU here)."""
+    import threading
+
+    import numpy as np
+
+    from rbench.bench.concurrency import cuda_streams_throughput
+    from rbench.runtime.trt_runner import TrtRunner
+
+    made: list = []
+    contexts: list = []
+
+    class Memory:
+        def __init__(self):
+            self.stream, self.synced, self.buffers = len(made) + 100, 0, {}
+            made.append(self)
+
+        def to_device(self, name, array):
+            self.buffers[name] = array.copy()
+            return id(self.buffers[name])
+
+        def empty(self, name, shape, dtype):
+            self.buffers[name] = np.empty(shape, dtype)
+            return id(self.buffers[name])
+
+        def synchronize(self):
+            self.synced += 1
+
+        def close(self):
+            self.buffers.clear()
+
+    class Context:
+        def __init__(self):
+            self.shapes, self.addresses, self.enqueued = {}, {}, []
+
+        def set_input_shape(self, name, shape):
+            self.shapes[name] = shape
+
+        def get_tensor_shape(self, name):
+            return (self.shapes["input"][0], 10)
+
+        def set_tensor_address(self, name, address):
+            self.addresses[name] = address
+
+        def execute_async_v3(self, stream):
+            self.enqueued.append((stream, threading.get_ident()))
+            time.sleep(0.001)
+            return True
+
+    class Engine:
+        def create_execution_context(self):
+            contexts.append(Context())
+            return contexts[-1]
+
+        def get_tensor_dtype(self, name):
+            return np.float32
+
+    monkeypatch.setattr("rbench.runtime.trt_runner.device_memory", lambda kind: Memory())
+    runner = TrtRunner(tmp_path / "model.engine", precision="fp16")
+    runner._engine, runner._outputs, runner._nptype = Engine(), ["logits"], np.dtype
+    runner.input_specs = lambda: [type("Spec", (), {"name": "input"})()]
+    feeds = [np.zeros((4, 3, 8, 8), np.float32), np.ones((4, 3, 8, 8), np.float32)]
+    found = cuda_streams_throughput(runner, feeds, streams=3, seconds=0.1)
+    assert len(contexts) == 3 and len(made) == 3  # a context and a stream per request in flight
+    assert all(c.enqueued and {s for s, _ in c.enqueued} == {m.stream} for c, m in zip(contexts, made, strict=True))
+    assert len({t for c in contexts for _, t in c.enqueued}) == 3  # one host thread per stream
+    assert all(c.shapes["input"] == (4, 3, 8, 8) and set(c.addresses) == {"input", "logits"} for c in contexts)
+    assert all(m.synced >= 1 for m in made)
+    assert found["mode"].startswith("TensorRT execution contexts") and found["throughput"] > 0
+    runner._deactivate()
+    assert runner._streams == [] and all(m.buffers == {} for m in made)

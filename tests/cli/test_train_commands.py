@@ -194,3 +194,33 @@ def test_degradation_verdict_reads_where_training_ends():
     assert degradation_verdict(curves(0.10, 0.0))["shown"] is True
     assert degradation_verdict(curves(0.10, 0.05))["shown"] is False  # the deeper ResNet is worse too
     assert degradation_verdict(curves(0.005, 0.0))["shown"] is False  # within the 1-point margin
+
+
+def test_train_export_eval_on_separate_folders_with_a_labels_file(tmp_path):
+    """The Kaggle layout end to end: training/n0..n2, validation/n0..n2, a labels CSV; eval from another folder."""
+    write_image_tree(tmp_path / "training", {"n0": 12, "n1": 12, "n2": 12})
+    write_image_tree(tmp_path / "validation", {"n0": 4, "n1": 4, "n2": 4}, seed=5)
+    (tmp_path / "labels.csv").write_text("Label,Common Name\nn0,howler\nn1,patas\nn2,uakari\n")
+    trained = run(
+        "train", "--data", tmp_path / "training", "--val-data", tmp_path / "validation", "--labels",
+        tmp_path / "labels.csv", "--epochs", "4", "--batch-size", "12", "--out", tmp_path / "runs", "--json",
+    )  # fmt: skip
+    assert trained.exit_code == 0, trained.output
+    run_dir = Path(trained.stdout.strip().splitlines()[-1])
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert metrics["classes"] == ["howler", "patas", "uakari"] and metrics["val_images"] == 12
+    exported = run(
+        "export", "--weights", run_dir / "best.safetensors", "--precision", "fp32,int8", "--out", tmp_path / "a"
+    )
+    assert exported.exit_code == 0, exported.output
+    artifact = Path(exported.stdout.strip().splitlines()[-1])
+    manifest = json.loads((artifact / "manifest.json").read_text())
+    assert manifest["precisions"]["int8"]["settings"]["calibration"] == str((tmp_path / "training").resolve())
+    checkpoint = run(
+        "eval", run_dir / "best.safetensors", "--data", tmp_path / "validation", "--json", "--out", tmp_path / "e"
+    )
+    on_ort = run("eval", artifact, "--data", tmp_path / "validation", "--json", "--out", tmp_path / "e")
+    assert checkpoint.exit_code == 0 and on_ort.exit_code == 0, checkpoint.output + on_ort.output
+    a, b = json.loads(checkpoint.stdout), json.loads(on_ort.stdout)
+    assert a["top1"] == b["top1"] == metrics["best_val_top1"]  # best.safetensors is the best epoch
+    assert b["rows"][0]["images"] == 12 and b["rows"][0]["agreement"] == 1.0
