@@ -39,13 +39,19 @@ def experiment(
     if epochs < 2 or steps < 1:
         raise BadInputError("--epochs must be 2 or more and --steps 1 or more")
     folder = experiment_dir(out_dir, name.value)
-    with progress(not as_json) as shown:
-        if name.value == "degradation":
-            found = degradation(folder, epochs=epochs, seed=seed, progress=shown)
-            lines = [found["verdict"]["summary"]]
-        else:
-            found = gradients(folder, depth=depth, steps=steps, seed=seed, progress=shown)
-            lines = found["summary"]
+    try:
+        with progress(not as_json) as shown:
+            if name.value == "degradation":
+                found = degradation(folder, epochs=epochs, seed=seed, progress=shown)
+                lines = [found["verdict"]["summary"]]
+            else:
+                found = gradients(folder, depth=depth, steps=steps, seed=seed, progress=shown)
+                lines = found["summary"]
+    except BaseException:
+        import shutil
+
+        shutil.rmtree(folder, ignore_errors=True)  # an experiment is its figures: half of one is nothing
+        raise
     if as_json:
         out.print_json(json.dumps(found))
     else:

@@ -284,7 +284,7 @@ def _gradient_summary(variants: dict[str, Any]) -> list[str]:
         elif r is not None and r > 1e2:
             what = f"exploding toward the input: the first layer's gradient is {r:.1e}× the last's"
         else:
-            what = f"even across depth (first/last {r:.2g}×, median {median:.1e})"
+            what = f"within two orders of magnitude across depth (first/last {r:.2g}×, median {median:.1e})"
         lines.append(f"{key}: {what}, at initialization")
     return lines
 

@@ -136,6 +136,10 @@ def validate(config: TrainConfig) -> None:
         raise BadInputError("--resume continues a full training; a frozen-backbone fine-tune simply runs again")
     if config.device == "cuda" and not torch.cuda.is_available():
         raise EnvironmentProblem("--device cuda, but torch sees no CUDA device")
+    if config.resume is None:
+        from rbench.export.pipeline import check_output_folder
+
+        check_output_folder(Path(config.out))
 
 
 def check_init(config: TrainConfig) -> None:
@@ -209,12 +213,19 @@ def _train(config: TrainConfig, world: World, device: torch.device, progress: Pr
     run_dir = _run_dir(config, data) if world.writer else None
     if run_dir is not None:
         write_json_atomic(run_dir / CONFIG_FILE, asdict(replace(config, resume=None)))
-    if config.freeze == "backbone":
-        from rbench.train.features import train_head
+    try:
+        if config.freeze == "backbone":
+            from rbench.train.features import train_head
 
-        history, extra = train_head(model, data, config, device, progress, run_dir)
-    else:
-        history, extra = _fit(model, data, config, world, device, progress, run_dir)
+            history, extra = train_head(model, data, config, device, progress, run_dir)
+        else:
+            history, extra = _fit(model, data, config, world, device, progress, run_dir)
+    except BaseException:
+        if run_dir is not None and config.resume is None and not (run_dir / LAST).exists():
+            import shutil
+
+            shutil.rmtree(run_dir, ignore_errors=True)  # stopped before its first epoch: nothing to resume
+        raise
     metrics = _metrics(config, data, history, extra)
     if run_dir is not None:
         from rbench.train.curves import write_curves
@@ -249,10 +260,7 @@ def build_model(config: TrainConfig, data: Dataset) -> tuple[nn.Module, list[str
 def _run_dir(config: TrainConfig, data: Dataset) -> Path:
     if config.resume is not None:
         return Path(config.resume)
-    from rbench.export.pipeline import check_output_folder
-
     out = Path(config.out)
-    check_output_folder(out)
     stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
     base = out / f"{config.model}-{_slug(data.name)}-{stamp}"
     path, n = base, 1

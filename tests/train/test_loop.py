@@ -123,3 +123,17 @@ def test_two_process_ddp_on_cpu_writes_one_checkpoint(tmp_path):
     assert len(list(tmp_path.rglob("best.safetensors"))) == 1
     metrics = json.loads((runs[0] / "metrics.json").read_text())
     assert metrics["world_size"] == 2 and metrics["train_images"] == 480
+
+
+def test_a_full_fine_tune_gives_the_backbone_a_lower_learning_rate():
+    from rbench.models import create_model
+    from rbench.train.loop import _parameter_groups
+
+    config = TrainConfig(init="any-checkpoint.safetensors", backbone_lr=0.1)
+    groups = _parameter_groups(create_model("resnet20"), config)
+    head = [g for g in groups if any(p.shape == (10, 64) for p in g["params"])]
+    assert config.learning_rate() == 0.01  # a fine-tune starts from a tenth of SGD's 0.1
+    assert head[0]["lr"] == 0.01 and {g["lr"] for g in groups if g is not head[0]} == {0.001}
+    assert {g["weight_decay"] for g in groups if all(p.ndim == 1 for p in g["params"])} == {0.0}
+    fresh = _parameter_groups(create_model("resnet20"), TrainConfig())
+    assert {g["lr"] for g in fresh} == {0.1}  # from scratch: one learning rate
