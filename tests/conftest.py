@@ -101,3 +101,21 @@ def write_image_tree(root: Path, per_class: dict[str, int], seed: int = 0, size:
             pixels = np.clip(colour + rng.normal(0, 25, (size, size, 3)), 0, 255).astype(np.uint8)
             Image.fromarray(pixels).save(folder / f"{i}.png")
     return root
+
+
+def cli_run(*args) -> object:
+    """``rbench ARGS`` in process, every argument as a string."""
+    from typer.testing import CliRunner
+
+    from rbench.cli import app
+
+    return CliRunner().invoke(app, [str(a) for a in args])
+
+
+def assert_one_line_exit_2(result, message: str) -> None:
+    """Bad input: exit 2, one line on stderr naming ``message``, no traceback or escapes, nothing on stdout."""
+    assert result.exit_code == 2, result.output
+    assert result.stderr.startswith("error: ") and result.stderr.count("\n") == 1, result.stderr
+    assert message in result.stderr, result.stderr
+    assert "Traceback" not in result.output and "\x1b[" not in result.stderr
+    assert result.stdout == "", result.stdout

@@ -7,24 +7,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from typer.testing import CliRunner
-
-from rbench.cli import app
-
-cli = CliRunner()
-
-
-def run(*args) -> object:
-    return cli.invoke(app, [str(a) for a in args])
-
-
-def _assert_one_line_exit_2(result, message: str) -> None:
-    assert result.exit_code == 2, result.output
-    assert result.stderr.startswith("error: ") and result.stderr.count("\n") == 1, result.stderr
-    assert message in result.stderr, result.stderr
-    assert "Traceback" not in result.output and "\x1b[" not in result.stderr
-    assert result.stdout == "", result.stdout
-
+from conftest import assert_one_line_exit_2 as _assert_one_line_exit_2
+from conftest import cli_run as run
 
 EXPORT_CASES = {
     "num-classes -1": (["--num-classes", "-1"], "--num-classes must be 1 or more, got -1"),

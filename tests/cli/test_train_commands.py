@@ -7,23 +7,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import assert_one_line_exit_2 as _one_line_exit_2
+from conftest import cli_run as run
 from conftest import write_image_tree
-from typer.testing import CliRunner
-
-from rbench.cli import app
-
-cli = CliRunner()
-
-
-def run(*args) -> object:
-    return cli.invoke(app, [str(a) for a in args])
-
-
-def _one_line_exit_2(result, message: str) -> None:
-    assert result.exit_code == 2, result.output
-    assert result.stderr.startswith("error: ") and result.stderr.count("\n") == 1, result.stderr
-    assert message in result.stderr, result.stderr
-    assert "Traceback" not in result.output
 
 
 @pytest.fixture(scope="module")
