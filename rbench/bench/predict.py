@@ -46,6 +46,7 @@ def predict_images(
     from rbench.bench.backends import runner_for
 
     names = artifact.class_names or [str(i) for i in range(artifact.num_classes)]
+    folders = _folder_names(artifact)
     pictures = [_read(f) for f in files]  # every file checked before the model is loaded
     x = np.stack([artifact.preprocess(p) for p in pictures])
     progress.step(f"{backend} {precision}", total=len(files))
@@ -56,7 +57,8 @@ def predict_images(
     found = []
     for f, picture, p in zip(files, pictures, probs, strict=True):
         order = np.argsort(-p)[: min(top, len(names))]
-        true = f.parent.name if f.parent.name in names else None
+        folder = folders.get(f.parent.name, f.parent.name)
+        true = folder if folder in names else None
         found.append(
             {
                 "file": str(f),
@@ -67,6 +69,14 @@ def predict_images(
             }
         )
     return found
+
+
+def _folder_names(artifact: Artifact) -> dict[str, str]:
+    """Folder name -> class name, from the labels file the model was trained with (where it is still there)."""
+    from rbench.train.datasets import read_labels_file
+
+    labels = ((artifact.manifest["model"].get("trained") or {}).get("dataset") or {}).get("labels")
+    return read_labels_file(Path(labels)) if labels and Path(labels).is_file() else {}
 
 
 def draw_grid(path: Path, found: list[dict[str, Any]], columns: int = 6) -> Path:

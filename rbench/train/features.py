@@ -118,6 +118,8 @@ def train_head(
     feature_seconds = time.perf_counter() - began
     note = f"features {'reused from' if hit else 'cached in'} {path} ({feature_seconds:.1f} s)"
     progress.note(note)
+    if config.feature_views == 1 and config.augmentation().operations:
+        progress.note("no augmentation on cached features: --feature-views N adds N-1 augmented backbone passes")
     head = model.fc
     for p in model.parameters():
         p.requires_grad_(False)

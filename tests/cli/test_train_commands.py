@@ -210,3 +210,6 @@ def test_train_export_eval_on_separate_folders_with_a_labels_file(tmp_path):
     a, b = json.loads(checkpoint.stdout), json.loads(on_ort.stdout)
     assert a["top1"] == b["top1"] == metrics["best_val_top1"]  # best.safetensors is the best epoch
     assert b["rows"][0]["images"] == 12 and b["rows"][0]["agreement"] == 1.0
+    predicted = run("predict", tmp_path / "validation" / "n1", "--artifact", artifact, "--json")
+    assert predicted.exit_code == 0, predicted.output
+    assert {p["true"] for p in json.loads(predicted.stdout)} == {"patas"}  # folder n1, named by the labels file
