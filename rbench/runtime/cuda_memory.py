@@ -41,6 +41,11 @@ class DeviceMemory(abc.ABC):
         """Wait for everything enqueued on the stream."""
         self._stream.synchronize()  # type: ignore[attr-defined]  (both kinds keep theirs in _stream)
 
+    def joined(self, enqueue: Callable[[], None]) -> None:
+        """Run ``enqueue`` on this memory's stream, ordered after and before the caller's current torch stream, so
+        CUDA events recorded there time exactly the enqueued work."""
+        raise EnvironmentProblem(f"timing on torch's stream needs torch with CUDA; the {self.kind} memory has none")
+
     def capture(self, enqueue: Callable[[], None]) -> Callable[[], None]:
         """Capture ``enqueue`` into a CUDA graph and return its replay."""
         raise EnvironmentProblem(f"CUDA graphs need torch with CUDA; the {self.kind} device memory has none")
@@ -80,6 +85,12 @@ class TorchMemory(DeviceMemory):
             host = self._buffers[name].cpu()
         self._stream.synchronize()
         return host.numpy()
+
+    def joined(self, enqueue: Callable[[], None]) -> None:
+        current = self._torch.cuda.current_stream()
+        self._stream.wait_stream(current)
+        enqueue()
+        current.wait_stream(self._stream)
 
     def capture(self, enqueue: Callable[[], None]) -> Callable[[], None]:
         graph = self._torch.cuda.CUDAGraph()

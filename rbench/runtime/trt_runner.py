@@ -143,6 +143,34 @@ class TrtRunner(Runner):
             context.set_tensor_address(name, address)
         return tuple(bound)
 
+    def device_callable(self, feed: Mapping[str, np.ndarray]) -> Callable[[], None] | None:
+        """For compute-only latency: the engine on ``feed`` already on the device, in an execution context and
+        buffers of its own, enqueued on a stream joined to torch's current one, so CUDA events around a call time
+        exactly the engine's work. ``None`` with pycuda memory (no torch stream to join)."""
+        if self._engine is None or self._memory is None or self._memory.kind != "torch":
+            return None
+        context, memory = self._new_context(feed)
+        enqueue = self._enqueuer(context, memory)
+        return lambda: memory.joined(enqueue)
+
+    def _new_context(self, feed: Mapping[str, np.ndarray]) -> tuple[Any, DeviceMemory]:
+        """Another execution context of the engine, with device memory of its own holding ``feed``; both live
+        until the runner is released."""
+        context = self._engine.create_execution_context()
+        if context is None:
+            raise EnvironmentProblem(f"TensorRT could not create another execution context for {self.engine_file}")
+        memory = device_memory(self.memory_kind)
+        self._streams.append((context, memory))
+        self._bind(context, memory, feed)
+        return context, memory
+
+    def _enqueuer(self, context: Any, memory: DeviceMemory) -> Callable[[], None]:
+        def enqueue() -> None:
+            if not context.execute_async_v3(memory.stream):
+                raise EnvironmentProblem(f"TensorRT failed to enqueue {self.engine_file.name} (see its log above)")
+
+        return enqueue
+
     def stream_callables(
         self, feeds: list[Mapping[str, np.ndarray]]
     ) -> tuple[list[Callable[[], None]], list[Callable[[], None]]]:
@@ -152,29 +180,16 @@ class TrtRunner(Runner):
         TensorRT developer guide's "Streaming"); they live until the runner is released."""
         calls, finish = [], []
         for feed in feeds:
-            context = self._engine.create_execution_context()
-            if context is None:
-                raise EnvironmentProblem(f"TensorRT could not create another execution context for {self.engine_file}")
-            memory = device_memory(self.memory_kind)
-            self._streams.append((context, memory))
-            self._bind(context, memory, feed)
-
-            def call(context: Any = context, memory: DeviceMemory = memory) -> None:
-                if not context.execute_async_v3(memory.stream):
-                    raise EnvironmentProblem(f"TensorRT failed to enqueue {self.engine_file.name} (see its log above)")
-
-            calls.append(call)
+            context, memory = self._new_context(feed)
+            calls.append(self._enqueuer(context, memory))
             finish.append(memory.synchronize)
         return calls, finish
 
     def _enqueue(self, bound: tuple[tuple[str, tuple[int, ...], int], ...]) -> None:
         """Run the engine; with ``cuda_graph``, replay the graph captured for these shapes and buffer addresses."""
-        context, memory = self._context, self._memory
+        memory = self._memory
         assert memory is not None
-
-        def enqueue() -> None:
-            if not context.execute_async_v3(memory.stream):
-                raise EnvironmentProblem(f"TensorRT failed to enqueue {self.engine_file.name} (see its log above)")
+        enqueue = self._enqueuer(self._context, memory)
 
         if not self.cuda_graph:
             enqueue()

@@ -173,21 +173,23 @@ def test_torch_cuda_streams_run_one_thread_per_stream(pool, monkeypatch):
     assert len({thread for thread, _ in seen}) >= 2 and found["throughput"] > 0  # two threads, two inputs
 
 
-def test_tensorrt_streams_use_one_execution_context_and_stream_each(monkeypatch, tmp_path):
-    """TrtRunner.stream_callables through stand-ins for the engine, its contexts and device memory (no GPU here)."""
+def _stand_in_trt_runner(monkeypatch, tmp_path):
+    """A TrtRunner whose engine, execution contexts and device memory are stand-ins (no GPU here); returns it and
+    the execution contexts its engine makes."""
     import threading
 
     import numpy as np
 
-    from rbench.bench.concurrency import cuda_streams_throughput
     from rbench.runtime.trt_runner import TrtRunner
 
     made: list = []
     contexts: list = []
 
     class Memory:
+        kind = "torch"
+
         def __init__(self):
-            self.stream, self.synced, self.buffers = len(made) + 100, 0, {}
+            self.stream, self.synced, self.buffers, self.joins = len(made) + 100, 0, {}, 0
             made.append(self)
 
         def to_device(self, name, array):
@@ -200,6 +202,10 @@ def test_tensorrt_streams_use_one_execution_context_and_stream_each(monkeypatch,
 
         def synchronize(self):
             self.synced += 1
+
+        def joined(self, enqueue):
+            self.joins += 1
+            enqueue()
 
         def close(self):
             self.buffers.clear()
@@ -233,9 +239,20 @@ def test_tensorrt_streams_use_one_execution_context_and_stream_each(monkeypatch,
     monkeypatch.setattr("rbench.runtime.trt_runner.device_memory", lambda kind: Memory())
     runner = TrtRunner(tmp_path / "model.engine", precision="fp16")
     runner._engine, runner._outputs, runner._nptype = Engine(), ["logits"], np.dtype
+    runner._memory, runner._context = Memory(), Context()
     runner.input_specs = lambda: [type("Spec", (), {"name": "input"})()]
+    return runner, contexts
+
+
+def test_tensorrt_streams_use_one_execution_context_and_stream_each(monkeypatch, tmp_path):
+    import numpy as np
+
+    from rbench.bench.concurrency import cuda_streams_throughput
+
+    runner, contexts = _stand_in_trt_runner(monkeypatch, tmp_path)
     feeds = [np.zeros((4, 3, 8, 8), np.float32), np.ones((4, 3, 8, 8), np.float32)]
     found = cuda_streams_throughput(runner, feeds, streams=3, seconds=0.1)
+    made = [m for _, m in runner._streams]
     assert len(contexts) == 3 and len(made) == 3  # a context and a stream per request in flight
     assert all(c.enqueued and {s for s, _ in c.enqueued} == {m.stream} for c, m in zip(contexts, made, strict=True))
     assert len({t for c in contexts for _, t in c.enqueued}) == 3  # one host thread per stream
@@ -244,3 +261,18 @@ def test_tensorrt_streams_use_one_execution_context_and_stream_each(monkeypatch,
     assert found["mode"].startswith("TensorRT execution contexts") and found["throughput"] > 0
     runner._deactivate()
     assert runner._streams == [] and all(m.buffers == {} for m in made)
+
+
+def test_tensorrt_compute_only_runs_its_own_context_joined_to_torchs_stream(monkeypatch, tmp_path):
+    import numpy as np
+
+    runner, _ = _stand_in_trt_runner(monkeypatch, tmp_path)
+    call = runner.device_callable({"input": np.ones((2, 3, 8, 8), np.float32)})
+    (context, memory), main = runner._streams[0], runner._context
+    call()
+    call()
+    assert context is not main and main.enqueued == []  # the timed infer's context is left alone
+    assert memory.joins == 2 and [s for s, _ in context.enqueued] == [memory.stream] * 2
+    assert context.shapes["input"] == (2, 3, 8, 8) and "logits" in memory.buffers
+    runner._memory.kind = "pycuda"
+    assert runner.device_callable({"input": np.ones((2, 3, 8, 8), np.float32)}) is None  # no torch stream to join
