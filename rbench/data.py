@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from rbench.errors import BadInputError, unknown_choice
+from rbench.errors import BadInputError, first_line, unknown_choice
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -98,14 +98,15 @@ def check_image_folder(folder: str | os.PathLike[str], what: str = "--images") -
         raise BadInputError(f"{what} needs a folder of images (or of class folders), not a file: {folder}")
     if not folder.is_dir():
         raise BadInputError(f"{what}: folder not found: {folder}")
-    if not _image_files(folder) and not any(_image_files(d) for d in _class_dirs(folder)):
+    if not image_files(folder) and not labelled_dirs(folder):
         raise BadInputError(
             f"{what}: no images ({', '.join(IMAGE_SUFFIXES)}) in {folder} or in class folders {folder}/<class>/"
         )
     return folder
 
 
-def _image_files(folder: Path) -> list[Path]:
+def image_files(folder: Path) -> list[Path]:
+    """The image files directly inside ``folder``, sorted by name."""
     return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
 
 
@@ -113,22 +114,29 @@ def _class_dirs(folder: Path) -> list[Path]:
     return sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
 
 
-def load_image_folder(folder: str | os.PathLike[str]) -> dict[str, np.ndarray]:
-    """Every image directly inside ``folder``, sorted by name, as HWC uint8 RGB arrays."""
+def labelled_dirs(folder: Path) -> list[Path]:
+    """The class folders of ``folder`` that hold images (``folder/<class>/<image>``), sorted by name."""
+    return [d for d in _class_dirs(folder) if image_files(d)]
+
+
+def read_rgb(path: Path) -> np.ndarray:
+    """One image file as an HWC uint8 RGB array; an unreadable or truncated file is bad input."""
     from PIL import Image, UnidentifiedImageError
 
+    try:
+        with Image.open(path) as img:
+            return np.asarray(img.convert("RGB"))
+    except (UnidentifiedImageError, OSError, ValueError) as exc:
+        raise BadInputError(f"cannot read image {path}: {first_line(exc)}") from None
+
+
+def load_image_folder(folder: str | os.PathLike[str]) -> dict[str, np.ndarray]:
+    """Every image directly inside ``folder``, sorted by name, as HWC uint8 RGB arrays."""
     folder = check_image_folder(folder)
-    files = _image_files(folder)
+    files = image_files(folder)
     if not files:
         raise BadInputError(f"no images ({', '.join(IMAGE_SUFFIXES)}) in {folder}")
-    images = {}
-    for path in files:
-        try:
-            with Image.open(path) as img:
-                images[path.name] = np.asarray(img.convert("RGB"))
-        except (UnidentifiedImageError, OSError) as exc:
-            raise BadInputError(f"cannot read image {path}: {exc}") from None
-    return images
+    return {path.name: read_rgb(path) for path in files}
 
 
 @dataclass
@@ -156,11 +164,11 @@ def load_images(
     ``ImageFolder`` does. A label outside the model's classes is refused.
     """
     folder = check_image_folder(folder)
-    dirs = [d for d in _class_dirs(folder) if _image_files(d)]
+    dirs = labelled_dirs(folder)
     if not dirs:
         return ImageSet(load_image_folder(folder))
     classes, mapping = class_labels([d.name for d in dirs], class_names, num_classes)
-    skipped = [p.name for p in _image_files(folder)] + [f"{d.name}/" for d in _class_dirs(folder) if d not in dirs]
+    skipped = [p.name for p in image_files(folder)] + [f"{d.name}/" for d in _class_dirs(folder) if d not in dirs]
     images: dict[str, np.ndarray] = {}
     labels: list[int] = []
     for directory in dirs:
@@ -236,14 +244,21 @@ def augmented_photos(
 def digits_split(seed: int = 0, val_fraction: float = 0.2) -> tuple[np.ndarray, np.ndarray]:
     """Indices of scikit-learn's digits in a stratified training and validation split (every class in both, in
     proportion), seeded. Training and INT8 calibration use the same split, so calibration never sees validation."""
-    from sklearn.datasets import load_digits
     from sklearn.model_selection import train_test_split
 
-    target = load_digits().target
+    target = digits_arrays()[1]
     train, val = train_test_split(
         np.arange(len(target)), test_size=val_fraction, stratify=target, random_state=seed, shuffle=True
     )
     return np.asarray(train), np.asarray(val)
+
+
+def digits_arrays() -> tuple[np.ndarray, np.ndarray]:
+    """scikit-learn's digits as 8×8 uint8 grayscale images (0 to 255) and their labels."""
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()
+    return (digits.images * (255 / 16)).astype(np.uint8), digits.target.astype(np.int64)
 
 
 def digits_images(split: str = "train", limit: int | None = None, seed: int = 0) -> dict[str, np.ndarray]:
@@ -252,14 +267,9 @@ def digits_images(split: str = "train", limit: int | None = None, seed: int = 0)
 
     Names are ``<index>-<label>.png`` so labels travel with the images.
     """
-    from sklearn.datasets import load_digits
-
     if split not in ("train", "val", "test"):
         raise unknown_choice("digits split", split, ("train", "val"))
-    digits = load_digits()
+    images, target = digits_arrays()
     train, val = digits_split(seed)
     index = list(train if split == "train" else val)[:limit]
-    return {
-        f"{i}-{digits.target[i]}.png": np.repeat((digits.images[i] * (255 / 16)).astype(np.uint8)[..., None], 3, -1)
-        for i in index
-    }
+    return {f"{i}-{target[i]}.png": np.repeat(images[i][..., None], 3, -1) for i in index}

@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from rbench.data import IMAGE_SUFFIXES, Preprocess, check_image_folder, class_labels
+from rbench.data import Preprocess, check_image_folder, class_labels, image_files, labelled_dirs
 from rbench.errors import BadInputError
 from rbench.progress import Progress, Silent
 from rbench.runtime.base import Runner
@@ -68,6 +68,12 @@ def eval_set(
     return found
 
 
+def artifact_eval_set(artifact: Any, data: str, labels: str | None = None, progress: Progress = Silent()) -> EvalSet:
+    """``eval_set`` for an artifact: its preprocessing, classes and training record."""
+    trained = artifact.manifest["model"].get("trained")
+    return eval_set(data, artifact.preprocess, artifact.class_names, artifact.num_classes, trained, labels, progress)
+
+
 def _from_split(split: Any, description: str) -> EvalSet:
     return EvalSet(split.x.numpy(), split.y.numpy(), list(split.names), description)
 
@@ -80,9 +86,9 @@ def _folder(
     labels: str | None,
     progress: Progress,
 ) -> EvalSet:
-    from rbench.train.datasets import image_files, read_images, read_labels_file
+    from rbench.train.datasets import read_images, read_labels_file
 
-    dirs = sorted(d for d in folder.iterdir() if d.is_dir() and not d.name.startswith(".") and image_files(d))
+    dirs = labelled_dirs(folder)
     if not dirs:
         raise BadInputError(f"--data {folder}: no class folders; accuracy needs labelled images ({folder}/<class>/)")
     named = read_labels_file(Path(labels)) if labels else {}
@@ -94,7 +100,7 @@ def _folder(
     files = [(p, classes[name]) for d, name in zip(dirs, folders, strict=True) for p in image_files(d)]
     progress.step("reading and preprocessing images", total=len(files))
     split = read_images(files, preprocess, progress, folder)
-    skipped = [p.name for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES]
+    skipped = image_files(folder)
     found = _from_split(split, f"{folder.name}: {len(files)} images in {len(dirs)} class folders (by {mapping})")
     if skipped:
         found.notes.append(f"skipped {len(skipped)} loose image(s) beside the class folders")

@@ -9,7 +9,15 @@ from typing import Any
 import numpy as np
 
 from rbench._io import write_json_atomic
-from rbench.bench.accuracy import EvalSet, accuracy, confusion_png, eval_set, runner_logits, torch_logits
+from rbench.bench.accuracy import (
+    EvalSet,
+    accuracy,
+    artifact_eval_set,
+    confusion_png,
+    eval_set,
+    runner_logits,
+    torch_logits,
+)
 from rbench.errors import BadInputError, EnvironmentProblem
 from rbench.progress import Progress, Silent
 
@@ -69,7 +77,7 @@ def _artifact(
     artifact = Artifact.open(path)
     m = artifact.manifest["model"]
     names = artifact.class_names
-    found = eval_set(data, artifact.preprocess, names, artifact.num_classes, m.get("trained"), labels, progress)
+    found = artifact_eval_set(artifact, data, labels, progress)
     progress.step("PyTorch FP32 reference (BatchNorm unfolded)", total=len(found.y))
     reference = torch_logits(artifact.reference_model(), found.x, progress).argmax(1)
     rows, single = [], len(backends) * len(precisions) == 1

@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from rbench.data import IMAGE_SUFFIXES
+from rbench.data import IMAGE_SUFFIXES, read_rgb
 from rbench.errors import BadInputError
 from rbench.export.artifact import Artifact
 from rbench.progress import Progress, Silent
@@ -29,16 +29,6 @@ def gather_images(paths: list[Path]) -> list[Path]:
     return files
 
 
-def _read(path: Path) -> np.ndarray:
-    from PIL import Image, UnidentifiedImageError
-
-    try:
-        with Image.open(path) as img:
-            return np.asarray(img.convert("RGB"))
-    except (UnidentifiedImageError, OSError, ValueError) as exc:
-        raise BadInputError(f"cannot read image {path}: {type(exc).__name__}") from None
-
-
 def predict_images(
     artifact: Artifact, files: list[Path], backend: str, precision: str, top: int, progress: Progress = Silent()
 ) -> list[dict[str, Any]]:
@@ -47,7 +37,7 @@ def predict_images(
 
     names = artifact.class_names or [str(i) for i in range(artifact.num_classes)]
     folders = _folder_names(artifact)
-    pictures = [_read(f) for f in files]  # every file checked before the model is loaded
+    pictures = [read_rgb(f) for f in files]  # every file checked before the model is loaded
     x = np.stack([artifact.preprocess(p) for p in pictures])
     progress.step(f"{backend} {precision}", total=len(files))
     with runner_for(artifact, backend, precision) as runner:

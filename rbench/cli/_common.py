@@ -149,6 +149,18 @@ def choices(name: str, values: Sequence[str]) -> type[Enum]:
     return Enum(name, {v.replace("-", "_"): v for v in values}, type=str)  # type: ignore[return-value]
 
 
+def choice_list(text: str, allowed: Sequence[str], kind: str) -> list[str]:
+    """A comma list of names from ``allowed`` (or ``all``), in ``allowed``'s order; an unknown name is bad input."""
+    from rbench.errors import unknown_choice
+
+    names = [t.strip() for t in text.split(",") if t.strip()]
+    names = list(allowed) if names == ["all"] else names
+    bad = [n for n in names if n not in allowed]
+    if bad or not names:
+        raise unknown_choice(kind, ", ".join(bad) or text, [*allowed, "all"])
+    return [n for n in allowed if n in names]
+
+
 def explicit(ctx: typer.Context, name: str) -> bool:
     """Whether the user gave option ``name`` on the command line (rather than its default)."""
     return ctx.get_parameter_source(name) == click_core.ParameterSource.COMMANDLINE

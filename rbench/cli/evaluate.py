@@ -8,7 +8,7 @@ from typing import Any
 
 import typer
 
-from rbench.cli._common import add_columns, app, handle_errors, out, progress, table
+from rbench.cli._common import add_columns, app, choice_list, handle_errors, out, progress, table
 from rbench.precisions import PRECISIONS
 from rbench.runtime.registry import BACKENDS
 
@@ -41,8 +41,8 @@ def evaluate(
     from rbench.export.pipeline import check_output_folder
 
     check_output_folder(out_dir)
-    backends = _lists(backend, BACKENDS, "backend") if backend is not None else None
-    precisions = _lists(precision, PRECISIONS, "precision")
+    backends = choice_list(backend, BACKENDS, "backend") if backend is not None else None
+    precisions = choice_list(precision, PRECISIONS, "precision")
     with progress(not as_json) as shown:
         result = evaluate_target(target, data, backends, precisions, out_dir, labels, shown)
     if as_json:
@@ -55,17 +55,6 @@ def evaluate(
     for note in result["notes"]:
         out.print(note, markup=False, soft_wrap=True)
     out.print(str(out_dir), markup=False, soft_wrap=True)
-
-
-def _lists(text: str, allowed: Any, kind: str) -> list[str]:
-    from rbench.errors import unknown_choice
-
-    names = [t.strip() for t in text.split(",") if t.strip()]
-    names = list(allowed) if names == ["all"] else names
-    bad = [n for n in names if n not in allowed]
-    if bad or not names:
-        raise unknown_choice(kind, ", ".join(bad) or text, [*allowed, "all"])
-    return [n for n in allowed if n in names]
 
 
 def _table(result: dict[str, Any]) -> Any:

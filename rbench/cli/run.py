@@ -13,6 +13,7 @@ from rbench.cli._common import (
     _state,
     add_columns,
     app,
+    choice_list,
     err,
     handle_errors,
     mark,
@@ -106,13 +107,10 @@ def run(
 def _eval_set(data: str | None, artifact: Any, shown: Any) -> Any:
     if data is None:
         return None
-    from rbench.bench.accuracy import eval_set
+    from rbench.bench.accuracy import artifact_eval_set
 
     shown.step(f"reading {data} for accuracy")
-    m = artifact.manifest["model"]
-    found = eval_set(
-        data, artifact.preprocess, artifact.class_names, artifact.num_classes, m.get("trained"), None, shown
-    )
+    found = artifact_eval_set(artifact, data, progress=shown)
     for note in found.notes:
         shown.note(note)
     return found
@@ -144,16 +142,10 @@ def failures(data: dict[str, Any]) -> list[str]:
 
 
 def _choices(precision: str, backends: str) -> tuple[list[str], list[str]]:
-    from rbench.errors import unknown_choice
     from rbench.precisions import parse_precisions
 
     precisions = parse_precisions(precision, tuple(PRECISIONS), fp32_first=False)
-    names = [b.strip() for b in backends.split(",") if b.strip()]
-    names = list(BACKENDS) if names == ["all"] else names
-    bad = [b for b in names if b not in BACKENDS]
-    if bad or not names:
-        raise unknown_choice("backend", ", ".join(bad) or backends, [*BACKENDS, "all"])
-    return precisions, [b for b in BACKENDS if b in names]
+    return precisions, choice_list(backends, list(BACKENDS), "backend")
 
 
 def _scenario(name: str | None, qps: float, bound_ms: float, official: bool, sizes: tuple[int, ...]) -> Any:

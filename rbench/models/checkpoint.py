@@ -81,41 +81,9 @@ def load_checkpoint(path: str | os.PathLike[str]) -> tuple[nn.Module, dict[str, 
     return model, meta
 
 
-def head_name(model: nn.Module) -> str:
-    """The classifier's attribute (``fc`` in every rbench model and in torchvision's ResNets)."""
-    if isinstance(getattr(model, "fc", None), nn.Linear):
-        return "fc"
-    raise BadInputError(f"{type(model).__name__} has no fc classifier to replace")
-
-
-def replace_head(model: nn.Module, num_classes: int) -> None:
-    """A fresh classifier for ``num_classes`` (the new softmax head of a fine-tune)."""
-    old = getattr(model, head_name(model))
-    setattr(model, head_name(model), nn.Linear(old.in_features, num_classes))
-
-
-def load_backbone(model: nn.Module, state: dict[str, torch.Tensor], source: str) -> list[str]:
-    """Load every tensor of ``state`` but the classifier's (whose width may differ), strictly otherwise; return the
-    classifier keys that were left out. A checkpoint of another architecture is refused in one line."""
+def load_backbone(model: nn.Module, state: dict[str, torch.Tensor], source: str) -> None:
+    """Load every tensor of ``state`` but the classifier's (``fc``, whose width may differ), strictly otherwise: a
+    checkpoint of another architecture is refused in one line."""
     from rbench.models.weights import apply_state_dict
 
-    head = head_name(model) + "."
-    kept = {k: v for k, v in state.items() if not k.startswith(head)}
-    own = {k: v for k, v in model.state_dict().items() if k.startswith(head)}
-    apply_state_dict(_WithoutHead(model, head), kept, source)
-    return sorted(own)
-
-
-class _WithoutHead(nn.Module):
-    """A view of a model's state_dict without its classifier, for a strict load of everything else."""
-
-    def __init__(self, model: nn.Module, head: str) -> None:
-        super().__init__()
-        self._model = [model]
-        self._head = head
-
-    def state_dict(self, *args: Any, **kwargs: Any) -> dict[str, Any]:  # type: ignore[override]
-        return {k: v for k, v in self._model[0].state_dict().items() if not k.startswith(self._head)}
-
-    def load_state_dict(self, state: Any, strict: bool = True, assign: bool = False) -> Any:  # type: ignore[override]
-        return self._model[0].load_state_dict(state, strict=False)
+    apply_state_dict(model, state, source, skip="fc.")

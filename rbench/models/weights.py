@@ -107,9 +107,12 @@ def check_finite(state: StateDict, source: str) -> None:
         raise BadInputError(f"{source}: NaN or Inf in {len(bad)} tensor(s), first {bad[0]}; refusing these weights")
 
 
-def apply_state_dict(model: nn.Module, state: StateDict, source: str) -> None:
-    """``load_state_dict(strict=True)`` with a one-line message saying what does not fit."""
-    own = model.state_dict()
+def apply_state_dict(model: nn.Module, state: StateDict, source: str, skip: str | None = None) -> None:
+    """``load_state_dict(strict=True)`` with a one-line message saying what does not fit; tensors named
+    ``skip…`` (a classifier to be replaced, ``"fc."``) are left out on both sides."""
+    if skip is not None:
+        state = {k: v for k, v in state.items() if not k.startswith(skip)}
+    own = {k: v for k, v in model.state_dict().items() if skip is None or not k.startswith(skip)}
     missing = [k for k in own if k not in state]
     unexpected = [k for k in state if k not in own]
     shapes = [
@@ -133,7 +136,7 @@ def apply_state_dict(model: nn.Module, state: StateDict, source: str) -> None:
         )
     if problems:
         raise BadInputError(f"weights {source} do not fit this model: " + "; ".join(problems))
-    model.load_state_dict(state, strict=True)
+    model.load_state_dict(state, strict=skip is None)
 
 
 @torch.no_grad()

@@ -11,14 +11,13 @@ from __future__ import annotations
 import csv
 import hashlib
 import io
-import os
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from rbench.data import IMAGE_SUFFIXES, Preprocess, check_image_folder
+from rbench.data import Preprocess, check_image_folder, image_files, labelled_dirs, read_rgb
 from rbench.errors import BadInputError
 from rbench.progress import Progress, Silent
 
@@ -108,17 +107,14 @@ def load_dataset(
 
 
 def _digits(preprocess: Preprocess, seed: int, val_split: float) -> Dataset:
-    from sklearn.datasets import load_digits
+    from rbench.data import digits_arrays, digits_split
 
-    from rbench.data import digits_split
-
-    digits = load_digits()
+    images, target = digits_arrays()
     train, val = digits_split(seed, val_split)
     # 8×8 upscaled whole (no crop) to the model's input size, bilinear, as preprocessing does
     whole = replace(preprocess, resize=preprocess.size)
-    images = (digits.images * (255 / 16)).astype(np.uint8)
     x = torch.from_numpy(np.stack([whole(img) for img in images]))
-    y = torch.from_numpy(digits.target.astype(np.int64))
+    y = torch.from_numpy(target)
     names = [f"digits/{i}" for i in range(len(y))]
     everything = Split(x, y, names)
     return Dataset(
@@ -154,14 +150,10 @@ def _synthetic(preprocess: Preprocess, seed: int, classes: int = 4, per_class: i
 def _class_folders(folder: Path, what: str) -> list[Path]:
     """The class folders of a labelled image folder (``folder/<class>/<image>``), checked."""
     check_image_folder(folder, what)
-    dirs = sorted(d for d in folder.iterdir() if d.is_dir() and not d.name.startswith(".") and image_files(d))
+    dirs = labelled_dirs(folder)
     if not dirs:
         raise BadInputError(f"{what} {folder}: images but no class folders; put each class in {folder}/<class>/")
     return dirs
-
-
-def image_files(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
 
 
 def read_labels_file(path: Path) -> dict[str, str]:
@@ -247,15 +239,10 @@ def _folders(
 
 
 def read_images(files: list[tuple[Path, int]], preprocess: Preprocess, progress: Progress, root: Path) -> Split:
-    from PIL import Image, UnidentifiedImageError
-
+    """``(file, label)`` pairs read and preprocessed one at a time (never every full-size image at once)."""
     x = np.empty((len(files), 3, preprocess.size, preprocess.size), np.float32)
     for i, (path, _) in enumerate(files):
-        try:
-            with Image.open(path) as img:
-                x[i] = preprocess(np.asarray(img.convert("RGB")))
-        except (UnidentifiedImageError, OSError, ValueError) as exc:
-            raise BadInputError(f"cannot read image {path}: {type(exc).__name__}") from None
+        x[i] = preprocess(read_rgb(path))
         progress.advance()
     names = [str(p.relative_to(root)) for p, _ in files]
     return Split(torch.from_numpy(x), torch.tensor([label for _, label in files], dtype=torch.int64), names)
@@ -273,7 +260,3 @@ def _stratified(y: np.ndarray, val_split: float, seed: int, folder: Path) -> tup
         raise BadInputError(f"--data {folder}: too few images ({len(y)}) to split {val_split:.0%} for validation")
     train, val = train_test_split(index, test_size=n_val, stratify=y, random_state=seed, shuffle=True)
     return np.sort(train), np.sort(val)
-
-
-def cache_root(out: str | os.PathLike[str]) -> Path:
-    return Path(out) / ".cache"

@@ -108,7 +108,7 @@ def train_head(
     model: nn.Module, data: Dataset, config: Any, device: torch.device, progress: Progress, run_dir: Path | None
 ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """Train ``model.fc`` alone on cached features; the backbone, BatchNorm statistics included, stays as loaded."""
-    from rbench.train.loop import epoch_line, make_optimizer, make_schedule, save_epoch, scores
+    from rbench.train.loop import epoch_line, epoch_row, make_optimizer, make_schedule, save_epoch, scores
 
     cache_dir = Path(config.out) / ".cache" / "features"
     began = time.perf_counter()
@@ -156,17 +156,7 @@ def train_head(
         with torch.no_grad():
             val = scores(head(feats["val"]), feats["val_labels"].long(), config.label_smoothing)
         seconds = time.perf_counter() - start
-        history.append(
-            {
-                "epoch": epoch + 1,
-                "train_loss": loss_sum / len(x),
-                "train_top1": correct / len(x),
-                **{f"val_{k}": v for k, v in val.items()},
-                "lr": optimizer.param_groups[0]["lr"],
-                "images_per_s": len(x) / seconds,
-                "seconds": seconds,
-            }
-        )
+        history.append(epoch_row(epoch, loss_sum, correct, len(x), val, optimizer.param_groups[0]["lr"], seconds))
         best = save_epoch(model, data, config, optimizer, schedule, history, best, run_dir)
     for p in model.parameters():
         p.requires_grad_(True)

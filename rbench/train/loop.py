@@ -389,15 +389,7 @@ def _fit(
         loss_sum, correct, seen = world.sum(loss_sum, correct, seen)
         seconds = time.perf_counter() - began
         val = evaluate(model, data.val.x, data.val.y, device, dtype, config.label_smoothing)
-        row = {
-            "epoch": epoch + 1,
-            "train_loss": loss_sum / seen,
-            "train_top1": correct / seen,
-            **{f"val_{k}": v for k, v in val.items()},
-            "lr": optimizer.param_groups[-1]["lr"],
-            "images_per_s": seen / seconds,
-            "seconds": seconds,
-        }
+        row = epoch_row(epoch, loss_sum, correct, seen, val, optimizer.param_groups[-1]["lr"], seconds)
         history.append(row)
         best = save_epoch(model, data, config, optimizer, schedule, history, best, run_dir)
         progress.note(epoch_line(row, config.epochs))
@@ -448,6 +440,21 @@ def evaluate(
 def scores(logits: torch.Tensor, y: torch.Tensor, smoothing: float = 0.0) -> dict[str, float]:
     loss = float(nn.functional.cross_entropy(logits, y, label_smoothing=smoothing)) if len(y) else float("nan")
     return {"loss": loss, "top1": topk(logits.numpy(), y.numpy(), 1), "top5": topk(logits.numpy(), y.numpy(), 5)}
+
+
+def epoch_row(
+    epoch: int, loss_sum: float, correct: float, seen: float, val: dict[str, float], lr: float, seconds: float
+) -> dict[str, Any]:
+    """One epoch's line of the learning curves (``curves.csv``), from its running sums and validation scores."""
+    return {
+        "epoch": epoch + 1,
+        "train_loss": loss_sum / seen,
+        "train_top1": correct / seen,
+        **{f"val_{k}": v for k, v in val.items()},
+        "lr": lr,
+        "images_per_s": seen / seconds,
+        "seconds": seconds,
+    }
 
 
 def epoch_line(row: dict[str, Any], epochs: int) -> str:
