@@ -136,3 +136,18 @@ def _pid_alive(pid: int) -> bool:
     except PermissionError:
         return True
     return True
+
+
+def check_output_folder(out: Path) -> None:
+    """``--out`` must be a folder (or creatable as one) that this user may write: checked before the model is built."""
+    from rbench.errors import BadInputError
+
+    if out.exists() and not out.is_dir():
+        raise BadInputError(f"--out {out} is a file; it must be a folder for artifact directories")
+    existing = next((p for p in (out, *out.parents) if p.exists()), Path("."))
+    if not existing.is_dir():
+        raise BadInputError(f"--out {out}: {existing} is a file, so no folder can be made there")
+    try:  # a real probe: permissions, read-only mounts and special file systems all answer here
+        tempfile.TemporaryDirectory(prefix=temp_dir_prefix("probe", "out"), dir=existing).cleanup()
+    except OSError as exc:
+        raise BadInputError(f"--out {out}: cannot write in {existing} ({exc.strerror or type(exc).__name__})") from None

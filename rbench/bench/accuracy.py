@@ -19,7 +19,6 @@ from rbench.data import Preprocess, check_image_folder, class_labels, image_file
 from rbench.errors import BadInputError
 from rbench.progress import Progress, Silent
 from rbench.runtime.base import Runner
-from rbench.train.metrics import confusion, topk
 
 EVAL_BATCH = 32
 
@@ -44,7 +43,7 @@ def eval_set(
 ) -> EvalSet:
     """The labelled images ``data`` names (``digits`` or a folder), for a model with these classes. ``labels``
     maps folder names to class names (default: the labels file the model was trained with, if it is still there)."""
-    from rbench.train.datasets import load_dataset
+    from rbench.data.datasets import load_dataset
 
     source = (trained or {}).get("dataset") or {}
     seed = int(source.get("seed", 0))
@@ -86,7 +85,7 @@ def _folder(
     labels: str | None,
     progress: Progress,
 ) -> EvalSet:
-    from rbench.train.datasets import read_images, read_labels_file
+    from rbench.data.datasets import read_images, read_labels_file
 
     dirs = labelled_dirs(folder)
     if not dirs:
@@ -129,16 +128,6 @@ def torch_logits(model: Any, x: np.ndarray, progress: Progress = Silent()) -> np
             out.append(model(torch.from_numpy(x[i : i + EVAL_BATCH])).float().numpy())
             progress.advance(len(x[i : i + EVAL_BATCH]))
     return np.concatenate(out)
-
-
-def accuracy(logits: np.ndarray, y: np.ndarray) -> dict[str, Any]:
-    """top-1, top-5, the count, and the confusion matrix (rows: true class, columns: predicted)."""
-    return {
-        "top1": topk(logits, y, 1),
-        "top5": topk(logits, y, 5),
-        "images": len(y),
-        "confusion": confusion(logits.argmax(1), y, logits.shape[1]).tolist(),
-    }
 
 
 def confusion_png(path: Path, matrix: list[list[int]], class_names: list[str], title: str) -> Path:

@@ -17,9 +17,8 @@ import numpy as np
 
 from rbench.errors import ArtifactError, BadInputError
 
-#: What must be equal for two runs to be compared without ``--allow-env-change``.
+#: What must be equal for two runs to be compared without ``--allow-env-change`` (the CPU: ``cpu_differences``).
 ENVIRONMENT_KEYS = (
-    ("machine", lambda d: (d["environment"]["cpu"]["model"], d["environment"]["cpu"]["logical_cores"])),
     ("gpu", lambda d: d["environment"]["gpu"].get("name")),
     ("libraries", lambda d: {k: v for k, v in d["environment"]["libraries"].items() if k != "rbench"}),
     ("settings", lambda d: {k: v for k, v in d["config"].items() if k not in ("batch_sizes", "seed")}),
@@ -79,7 +78,11 @@ def _points(data: dict[str, Any]) -> dict[tuple[str, ...], dict[str, Any]]:
 
 
 def environment_differences(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
-    return [f"{name}: {get(old)} -> {get(new)}" for name, get in ENVIRONMENT_KEYS if get(old) != get(new)]
+    """What differs between the machines, libraries and settings of two runs."""
+    from rbench.bench.machine import cpu_differences
+
+    found = cpu_differences(old["environment"]["cpu"], new["environment"]["cpu"])
+    return found + [f"{name}: {get(old)} -> {get(new)}" for name, get in ENVIRONMENT_KEYS if get(old) != get(new)]
 
 
 @dataclass

@@ -11,13 +11,13 @@ import numpy as np
 from rbench._io import write_json_atomic
 from rbench.bench.accuracy import (
     EvalSet,
-    accuracy,
     artifact_eval_set,
     confusion_png,
     eval_set,
     runner_logits,
     torch_logits,
 )
+from rbench.data.metrics import accuracy
 from rbench.errors import BadInputError, EnvironmentProblem
 from rbench.progress import Progress, Silent
 
@@ -71,7 +71,7 @@ def _artifact(
     labels: str | None,
     progress: Progress,
 ) -> dict[str, Any]:
-    from rbench.bench.backends import runner_for
+    from rbench.bench.plan import runner_for
     from rbench.export.artifact import Artifact
 
     artifact = Artifact.open(path)

@@ -1,13 +1,16 @@
-"""Raw latency samples → the statistics a report leads with, after ``torch.utils.benchmark``'s ``Measurement``.
+"""Raw latency samples -> the result object a report leads with, after ``torch.utils.benchmark``'s ``Measurement``.
 
-The median leads (latency is skewed); percentiles are nearest-rank, as trtexec and OpenVINO's benchmark_app compute
-them; a spread warning is raised when IQR / median exceeds 10%.
+The measurement *is* the result: it keeps its raw samples, and its statistics are fields, computed once when it is
+made, so readers use ``m.p50`` rather than string keys. The median leads (latency is skewed); percentiles are
+nearest-rank, as trtexec and OpenVINO's benchmark_app compute them; a spread warning is raised when IQR / median
+exceeds 10%.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
+from typing import Any
 
 import numpy as np
 
@@ -22,45 +25,66 @@ def nearest_rank(sorted_values: np.ndarray, q: float) -> float:
 
 @dataclass(frozen=True)
 class Measurement:
-    """Per-iteration latencies (seconds) of one sweep point, each iteration a batch of ``batch`` images."""
+    """Per-iteration latencies (seconds) of one sweep point, each iteration a batch of ``batch`` images.
 
-    samples: tuple[float, ...]
-    batch: int
-    extra: dict[str, float] = field(default_factory=dict)
+    ``Measurement.of(samples, batch)`` makes one; every statistic below is in seconds, except ``cv`` and
+    ``iqr_over_median`` (ratios), ``throughput`` (images/s at the median) and ``iterations``.
+    """
 
-    def __post_init__(self) -> None:
-        if not self.samples:
+    p50: float
+    iterations: int
+    mean: float
+    std: float
+    min: float
+    p90: float
+    p95: float
+    p99: float
+    max: float
+    cv: float
+    iqr_over_median: float
+    throughput: float
+    total_s: float
+    batch: int = field(default=1, compare=False)
+    samples: tuple[float, ...] = field(default=(), repr=False, compare=False)
+
+    @classmethod
+    def of(cls, samples: tuple[float, ...] | list[float], batch: int) -> Measurement:
+        if not len(samples):
             raise ValueError("a measurement needs at least one sample")
-
-    @property
-    def _sorted(self) -> np.ndarray:
-        return np.sort(np.asarray(self.samples, dtype=np.float64))
-
-    def stats(self) -> dict[str, float]:
-        """mean, std, min, p50, p90, p95, p99, max (seconds), cv, iqr/median, throughput (images/s)."""
-        values = self._sorted
+        values = np.sort(np.asarray(samples, dtype=np.float64))
         median = nearest_rank(values, 50)
         q1, q3 = np.percentile(values, [25, 75])
         mean = float(values.mean())
-        return {
-            "iterations": len(values),
-            "mean": mean,
-            "std": float(values.std(ddof=1)) if len(values) > 1 else 0.0,
-            "min": float(values[0]),
-            "p50": median,
-            "p90": nearest_rank(values, 90),
-            "p95": nearest_rank(values, 95),
-            "p99": nearest_rank(values, 99),
-            "max": float(values[-1]),
-            "cv": float(values.std(ddof=1) / mean) if len(values) > 1 and mean > 0 else 0.0,
-            "iqr_over_median": float((q3 - q1) / median) if median > 0 else 0.0,
-            "throughput": self.batch / median if median > 0 else float("inf"),
-            "total_s": float(values.sum()),
-        }
+        spread = float(values.std(ddof=1)) if len(values) > 1 else 0.0
+        return cls(
+            p50=median,
+            iterations=len(values),
+            mean=mean,
+            std=spread,
+            min=float(values[0]),
+            p90=nearest_rank(values, 90),
+            p95=nearest_rank(values, 95),
+            p99=nearest_rank(values, 99),
+            max=float(values[-1]),
+            cv=spread / mean if len(values) > 1 and mean > 0 else 0.0,
+            iqr_over_median=float((q3 - q1) / median) if median > 0 else 0.0,
+            throughput=batch / median if median > 0 else float("inf"),
+            total_s=float(values.sum()),
+            batch=batch,
+            samples=tuple(samples),
+        )
+
+    def stats(self) -> dict[str, float]:
+        """The statistics as ``results.json`` stores them (schema 1: a point's ``stats``)."""
+        return {f.name: getattr(self, f.name) for f in fields(self) if f.name not in ("batch", "samples")}
+
+    @classmethod
+    def from_stats(cls, stats: dict[str, Any], batch: int, samples: list[float] | None = None) -> Measurement:
+        """A measurement read back from a results file's ``stats`` (and raw ``samples``, where it kept them)."""
+        names = [f.name for f in fields(cls) if f.name not in ("batch", "samples")]
+        return cls(**{n: stats[n] for n in names}, batch=batch, samples=tuple(samples or ()))
 
     def warnings(self) -> list[str]:
-        stats = self.stats()
-        out = []
-        if stats["iqr_over_median"] > SPREAD_WARNING:
-            out.append(f"unstable: IQR is {stats['iqr_over_median']:.0%} of the median (> 10%)")
-        return out
+        if self.iqr_over_median > SPREAD_WARNING:
+            return [f"unstable: IQR is {self.iqr_over_median:.0%} of the median (> 10%)"]
+        return []

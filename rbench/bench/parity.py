@@ -264,7 +264,7 @@ def artifact_parity(
 
     ``images`` replace the built-in photos; where they have labels, top-1 accuracy figures are added.
     """
-    from rbench.bench.backends import runner_for
+    from rbench.bench.plan import runner_for
     from rbench.runtime import TorchRunner
 
     tolerance = tolerance or tolerance_for(precision, artifact.bounds_family)

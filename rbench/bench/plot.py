@@ -29,14 +29,14 @@ def _figure(title: str, data: dict[str, Any]) -> tuple[Any, Any]:
     return fig, ax
 
 
-MARKERS = {"torch": "o", "torch-compile": "s", "ort": "^", "openvino": "D", "trt": "P", "ort-cuda": "v", "ort-trt": "X"}
-
-
 def _style(i: int, label: str) -> dict[str, Any]:
-    """A colour per row (20 distinct ones) and a marker per backend, so no two lines look alike."""
+    """A colour per row (20 distinct ones) and a marker per backend (its spec's), so no two lines look alike."""
     import matplotlib
 
-    return {"color": matplotlib.colormaps["tab20"](i % 20), "marker": MARKERS.get(label.split()[0], "o")}
+    from rbench.runtime.registry import BACKENDS
+
+    spec = BACKENDS.get(label.split()[0])
+    return {"color": matplotlib.colormaps["tab20"](i % 20), "marker": spec.marker if spec else "o"}
 
 
 def _batch_axis(ax: Any, data: dict[str, Any]) -> None:

@@ -33,7 +33,7 @@ def predict_images(
     artifact: Artifact, files: list[Path], backend: str, precision: str, top: int, progress: Progress = Silent()
 ) -> list[dict[str, Any]]:
     from rbench.bench.accuracy import runner_logits
-    from rbench.bench.backends import runner_for
+    from rbench.bench.plan import runner_for
 
     names = artifact.class_names or [str(i) for i in range(artifact.num_classes)]
     folders = _folder_names(artifact)
@@ -63,7 +63,7 @@ def predict_images(
 
 def _folder_names(artifact: Artifact) -> dict[str, str]:
     """Folder name -> class name, from the labels file the model was trained with (where it is still there)."""
-    from rbench.train.datasets import read_labels_file
+    from rbench.data.datasets import read_labels_file
 
     labels = ((artifact.manifest["model"].get("trained") or {}).get("dataset") or {}).get("labels")
     return read_labels_file(Path(labels)) if labels and Path(labels).is_file() else {}

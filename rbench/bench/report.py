@@ -17,8 +17,12 @@ def _pct(share: float | None) -> str:
 
 
 def machine(data: dict[str, Any]) -> str:
+    """The machine as its record names it: the CPU by what was read (family, model, stepping), cores, clock."""
+    from rbench.bench.machine import describe_cpu
+
     env = data["environment"]
-    cpu = f"{env['cpu']['model']} ({env['cpu']['logical_cores']} cores)"
+    clock = f", {env['cpu']['clock_mhz']:.0f} MHz" if env["cpu"].get("clock_mhz") else ""
+    cpu = f"{describe_cpu(env['cpu'])}, {env['cpu']['logical_cores']} cores{clock}"
     gpu = env["gpu"].get("name")
     return f"{cpu}, {gpu}" if gpu else cpu
 

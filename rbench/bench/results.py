@@ -1,125 +1,175 @@
-"""``results.json`` (schema ``RESULTS_SCHEMA``, documented in the README), ``results.csv`` and the environment.
+"""The results of a run and ``results.json`` (schema ``RESULTS_SCHEMA``): this module owns both.
 
-JSON layout: ``schema``, ``created``, ``command``, ``seed``, ``environment`` (CPU model, cores and flags; GPU,
-driver and CUDA; library versions; rbench's version and git SHA), ``config`` (the ``BenchConfig``), ``artifact``,
-``model`` (name, MACs), ``peaks`` (every GEMM probe, and the best per precision), ``harness_overhead_s`` and
-``rows``: backend, precision requested and executed, variant, device, file, threads, settings, session creation
-time, parity (max error / max|ref|, cosine, top-1, bounds, passed), and per batch: statistics (seconds; throughput
-in images/s), first-inference time, peak RSS, warnings, error, efficiency (GFLOP/s, share of peak).
+``RunResult`` holds ``Row`` s (one per backend × precision), each with a ``Point`` per batch size, whose latency is a
+``Measurement`` and whose efficiency is computed when the point is made. What fails a run is decided on each row
+alone (``Row.failures``).
+
+JSON layout: ``schema``, ``created``, ``command``, ``seed``, ``environment`` (``rbench.bench.machine``: CPU vendor,
+family, model, stepping, microcode, hypervisor, caches, ISA flags, measured clock, cores; GPU, driver and CUDA;
+library versions; rbench's version and git SHA), ``config`` (the ``BenchConfig``), ``artifact``, ``model`` (MACs),
+``peaks`` (every GEMM probe, and the best per precision), ``harness_overhead_s``, ``passed`` and ``rows``: backend,
+precision requested and executed, variant, device, file, threads, settings, session creation time, parity (max error
+/ max|ref|, cosine, top-1, bounds, passed), ``failures``, and per batch: statistics (seconds; throughput in images/s),
+raw samples, first-inference time, peak RSS, warnings, error, audits, efficiency (GFLOP/s, share of peak). Files of
+schema 1 written before ``failures`` and the machine record existed still read (``rbench compare``).
 """
 
 from __future__ import annotations
 
-import csv
 import datetime
-import io
-import platform
-import subprocess
-from dataclasses import asdict
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from rbench._io import write_bytes_atomic, write_json_atomic
+import numpy as np
+
+from rbench.bench.config import BenchConfig
+from rbench.bench.measurement import Measurement
+from rbench.bench.peak import Probe, best_per_precision
 
 RESULTS_SCHEMA = 1
-LIBRARIES = ("rbench", "torch", "onnx", "onnxruntime", "openvino", "tensorrt", "numpy", "mlcommons-loadgen")
-CPU_FLAGS = ("avx2", "avx512f", "avx512_bf16", "avx512_vnni", "avx512_fp16", "amx_bf16", "amx_int8", "avx_vnni")
-CSV_COLUMNS = (
-    "backend",
-    "variant",
-    "precision",
-    "executed",
-    "device",
-    "threads",
-    "batch",
-    "status",
-    "p50_ms",
-    "p90_ms",
-    "p99_ms",
-    "mean_ms",
-    "cv",
-    "throughput",
-    "speedup",
-    "gflops",
-    "share_of_peak",
-    "cosine",
-    "max_abs_rel",
-    "top1",
-    "parity",
-    "accuracy_top1",
-    "accuracy_top5",
-    "agreement",
-    "first_inference_ms",
-    "session_s",
-    "peak_rss_mb",
-    "file",
-    "scenario",
-    "loadgen_validity",
-    "loadgen_value",
-)
 
 
-def environment() -> dict[str, Any]:
-    from rbench.env import cpu_flags, cpu_model, cuda_device, driver_version, logical_cores, package_version
-    from rbench.errors import EnvironmentProblem
+@dataclass(frozen=True)
+class Efficiency:
+    """Achieved GFLOP/s (2 x MACs per image) and its share of this machine's measured peak for what executed."""
 
-    try:
-        gpu, capability, cuda = cuda_device()
-        gpu_info: dict[str, Any] = {"name": gpu, "compute_capability": capability, "cuda": cuda}
-    except EnvironmentProblem as exc:
-        gpu_info = {"name": None, "why": str(exc)}
-    gpu_info["driver"] = driver_version()
-    flags = cpu_flags()
-    return {
-        "cpu": {"model": cpu_model(), "logical_cores": logical_cores(), "flags": [f for f in CPU_FLAGS if f in flags]},
-        "gpu": gpu_info,
-        "python": platform.python_version(),
-        "platform": platform.platform(),
-        "libraries": {name: package_version(name) for name in LIBRARIES},
-        "rbench_git_sha": git_sha(),
-    }
+    gflops: float
+    peak_precision: str
+    peak_gflops: float | None
+    peak_library: str | None
+    share_of_peak: float | None
+    probe_beaten: bool
 
-
-def git_sha() -> str | None:
-    """The commit of the rbench checkout this runs from, where it is one."""
-    root = Path(__file__).resolve().parents[2]
-    try:
-        found = subprocess.run(
-            ["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5, check=False
+    @classmethod
+    def of(cls, throughput: float, macs: int, precision: str, peaks: dict[str, Probe]) -> Efficiency:
+        gflops = 2 * macs * throughput / 1e9
+        peak = peaks.get(precision)
+        share = gflops / peak.gflops if peak and peak.gflops else None
+        return cls(
+            gflops,
+            precision,
+            peak.gflops if peak else None,
+            peak.library if peak else None,
+            share,
+            bool(share and share > 1),
         )
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return found.stdout.strip() or None
 
 
-def to_json(result: Any, command: list[str], env: dict[str, Any]) -> dict[str, Any]:
-    from rbench.bench.peak import best_per_precision
-    from rbench.bench.run import efficiency
+@dataclass
+class Point:
+    """One batch size of one row."""
 
-    best = best_per_precision(result.peaks)
-    rows = []
-    for row in result.rows:
-        entry = row.to_dict()
-        for point, raw in zip(row.points, entry["points"], strict=True):
-            raw["efficiency"] = efficiency(row, point, result.macs, best)
-        rows.append(entry)
-    return {
-        "schema": RESULTS_SCHEMA,
-        "created": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
-        "command": command,
-        "seed": result.config.seed,
-        "environment": env,
-        "config": asdict(result.config),
-        "artifact": str(result.artifact),
-        "model": {"macs": result.macs},
-        "peaks": {
-            "probes": [asdict(p) for p in result.peaks],
-            "best": {k: asdict(v) for k, v in best.items()},
-        },
-        "harness_overhead_s": result.overhead_s,
-        "passed": result.passed,
-        "rows": rows,
-    }
+    batch: int
+    stats: Measurement | None = None
+    first_inference_s: float | None = None  # the cold call at this shape (torch.compile compiles here)
+    peak_rss_mb: float | None = None
+    peak_device_mb: float | None = None  # CUDA: what torch's allocator held at most (not other libraries' memory)
+    warnings: list[str] = field(default_factory=list)
+    error: str | None = None
+    nonfinite: int = 0  # NaN/Inf values in the outputs of the timed calls
+    samples: list[float] = field(default_factory=list)  # raw latencies (s), in order; at most MAX_SAMPLES kept
+    audits: dict[str, Any] = field(default_factory=dict)  # rbench.bench.audit's findings on this point
+    #: CUDA only: compute alone (inputs already on the device, CUDA events), where the runner offers it
+    compute_stats: Measurement | None = None
+    efficiency: Efficiency | None = None
+    #: (feed index, outputs) of up to SAMPLED timed calls, spread over the run, for the output audit (not saved)
+    sampled: list[tuple[int, dict[str, np.ndarray]]] = field(default_factory=list, repr=False)
+
+    def to_dict(self) -> dict[str, Any]:
+        out = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "sampled"}
+        for key in ("stats", "compute_stats"):
+            out[key] = out[key].stats() if out[key] is not None else None
+        out["efficiency"] = asdict(self.efficiency) if self.efficiency else {}
+        return out
+
+
+@dataclass
+class Row:
+    """One backend × precision: what ran, how close to PyTorch, and a point per batch size."""
+
+    backend: str
+    precision: str
+    variant: str
+    label: str
+    device: str
+    file: str | None
+    baseline: bool = False
+    skipped: str | None = None
+    error: str | None = None
+    executed: str | None = None  # what actually executed, in words
+    executed_precision: str | None = None  # the precision its arithmetic ran in: the peak it is held to
+    threads: int | None = None
+    settings: dict[str, Any] = field(default_factory=dict)
+    session_s: float | None = None
+    parity: dict[str, Any] = field(default_factory=dict)
+    points: list[Point] = field(default_factory=list)
+    recompiled: bool = False
+    loadgen: dict[str, Any] = field(default_factory=dict)  # an MLPerf LoadGen scenario's figures, if one ran
+    concurrency: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  # batch -> --streams measurements
+    accuracy: dict[str, Any] = field(default_factory=dict)  # --eval-data: top-1, top-5, agreement with PyTorch FP32
+
+    def failures(self) -> list[str]:
+        """What fails the run on this row: parity, timed outputs that are not the reference's (the output audit),
+        NaN/Inf in the timed outputs."""
+        found = list(self.parity.get("failing", [])) if self.parity and not self.parity["passed"] else []
+        for p in self.points:
+            outputs = p.audits.get("outputs") or {}
+            if outputs and not outputs.get("passed", True):
+                found.append(f"{self.label} b{p.batch}: {outputs.get('finding') or 'timed outputs differ'}")
+            if p.nonfinite:
+                found.append(f"{self.label} b{p.batch}: {p.nonfinite} NaN/Inf values in timed outputs")
+        return found
+
+    @property
+    def failed(self) -> bool:
+        return bool(self.failures())
+
+    def to_dict(self) -> dict[str, Any]:
+        out = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "points"}
+        return {**out, "points": [p.to_dict() for p in self.points], "failed": self.failed, "failures": self.failures()}
+
+
+@dataclass
+class RunResult:
+    artifact: Path
+    rows: list[Row]
+    peaks: list[Probe]
+    overhead_s: float
+    macs: int
+    config: BenchConfig
+
+    @property
+    def passed(self) -> bool:
+        return not any(r.failed for r in self.rows)
+
+    def to_json(self, command: list[str], env: dict[str, Any]) -> dict[str, Any]:
+        return {
+            "schema": RESULTS_SCHEMA,
+            "created": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+            "command": command,
+            "seed": self.config.seed,
+            "environment": env,
+            "config": asdict(self.config),
+            "artifact": str(self.artifact),
+            "model": {"macs": self.macs},
+            "peaks": {
+                "probes": [asdict(p) for p in self.peaks],
+                "best": {k: asdict(v) for k, v in best_per_precision(self.peaks).items()},
+            },
+            "harness_overhead_s": self.overhead_s,
+            "passed": self.passed,
+            "rows": [r.to_dict() for r in self.rows],
+        }
+
+
+def to_json(result: RunResult, command: list[str], env: dict[str, Any]) -> dict[str, Any]:
+    return result.to_json(command, env)
+
+
+def run_failures(data: dict[str, Any]) -> list[str]:
+    """What failed a run, from its results.json (each row's own ``failures``)."""
+    return [f for r in data["rows"] for f in r.get("failures", [])]
 
 
 def baseline_throughput(data: dict[str, Any]) -> dict[int, float]:
@@ -129,66 +179,10 @@ def baseline_throughput(data: dict[str, Any]) -> dict[int, float]:
     }
 
 
-def csv_rows(data: dict[str, Any]) -> list[dict[str, Any]]:
-    """One row per backend × precision × batch (a skipped row: one line saying why)."""
-    base = baseline_throughput(data)
-    out = []
-    for r in data["rows"]:
-        common = {k: r.get(k) for k in ("backend", "variant", "precision", "executed", "device", "threads", "file")}
-        common |= {k: r["parity"].get(k) for k in ("cosine", "max_abs_rel", "top1")}
-        common["parity"] = "" if not r["parity"] else ("pass" if r["parity"]["passed"] else "FAIL")
-        common["session_s"] = r["session_s"]
-        accuracy = r.get("accuracy") or {}
-        common |= {"accuracy_top1": accuracy.get("top1"), "accuracy_top5": accuracy.get("top5")}
-        common["agreement"] = accuracy.get("agreement")
-        loadgen = r.get("loadgen") or {}
-        common |= {
-            "scenario": loadgen.get("scenario"),
-            "loadgen_validity": loadgen.get("validity") or loadgen.get("error"),
-            "loadgen_value": loadgen.get("value"),
-        }
-        if r["skipped"] or r["error"] or not r["points"]:
-            out.append({**common, "status": f"skipped: {r['skipped']}" if r["skipped"] else f"error: {r['error']}"})
-            continue
-        for p in r["points"]:
-            s, e = p["stats"] or {}, p.get("efficiency") or {}
-            out.append(
-                {
-                    **common,
-                    "batch": p["batch"],
-                    "status": f"error: {p['error']}" if p["error"] else "ok",
-                    **{f"{k}_ms": s[k] * 1e3 for k in ("p50", "p90", "p99", "mean") if k in s},
-                    "cv": s.get("cv"),
-                    "throughput": s.get("throughput"),
-                    "speedup": s["throughput"] / base[p["batch"]] if s and p["batch"] in base else None,
-                    "gflops": e.get("gflops"),
-                    "share_of_peak": e.get("share_of_peak"),
-                    "first_inference_ms": p["first_inference_s"] * 1e3 if p["first_inference_s"] else None,
-                    "peak_rss_mb": p["peak_rss_mb"],
-                }
-            )
-    return out
-
-
-def write_results(out: Path, data: dict[str, Any], markdown: str, plots: dict[str, bytes]) -> dict[str, Path]:
-    """results.json, results.csv, report.md and the PNGs, each written atomically."""
-    out.mkdir(parents=True, exist_ok=True)
-    paths = {"json": out / "results.json", "csv": out / "results.csv", "markdown": out / "report.md"}
-    write_json_atomic(paths["json"], data)
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=CSV_COLUMNS, extrasaction="ignore")
-    writer.writeheader()
-    writer.writerows(csv_rows(data))
-    write_bytes_atomic(paths["csv"], buffer.getvalue().encode())
-    write_bytes_atomic(paths["markdown"], markdown.encode())
-    for name, png in plots.items():
-        paths[name] = out / f"{name}.png"
-        write_bytes_atomic(paths[name], png)
-    return paths
-
-
 def read_results(path: Path) -> dict[str, Any]:
-    """A results.json this or an older rbench wrote; another schema is refused (exit 3)."""
+    """A results.json this or an older rbench wrote, checked against the schema: another schema is refused (exit
+    3); a file that does not parse, or a field of the wrong type, is bad input (exit 2) naming the file and field."""
     from rbench._io import read_json_record
+    from rbench.bench.schema import validate_results
 
-    return read_json_record(path, RESULTS_SCHEMA, lambda d: (d["rows"], d["environment"], d["config"]), "results")
+    return read_json_record(path, RESULTS_SCHEMA, lambda d: validate_results(d, path), "results")

@@ -7,7 +7,7 @@ statistics from raw samples, the harness's own overhead, and the machine's peak 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -16,64 +16,18 @@ import numpy as np
 from rbench.bench.config import BenchConfig
 from rbench.bench.inputs import image_pool
 from rbench.bench.parity import compare, infer_in_batches, parity_inputs, sig, tolerance_for
-from rbench.bench.peak import Probe, measure_peaks
+from rbench.bench.peak import Probe, best_per_precision, measure_peaks
 from rbench.bench.plan import RowPlan, plan_rows
-from rbench.bench.sweep import Point, harness_overhead, sweep, timed_activation
+from rbench.bench.results import Efficiency, Point, Row, RunResult
+from rbench.bench.sweep import harness_overhead, sweep, timed_activation
 from rbench.errors import first_line
 from rbench.export.artifact import Artifact
 from rbench.models import ModelConfig
 from rbench.progress import Progress, Silent
+from rbench.runtime import Runner
 
-
-@dataclass
-class Row:
-    """One backend × precision: what ran, how close to PyTorch, and a point per batch size."""
-
-    backend: str
-    precision: str
-    variant: str
-    label: str
-    device: str
-    file: str | None
-    baseline: bool = False
-    skipped: str | None = None
-    error: str | None = None
-    executed: str | None = None  # the precision that actually executed
-    threads: int | None = None
-    settings: dict[str, Any] = field(default_factory=dict)
-    session_s: float | None = None
-    parity: dict[str, Any] = field(default_factory=dict)
-    points: list[Point] = field(default_factory=list)
-    recompiled: bool = False
-    loadgen: dict[str, Any] = field(default_factory=dict)  # an MLPerf LoadGen scenario's figures, if one ran
-    concurrency: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  # batch -> --streams measurements
-    accuracy: dict[str, Any] = field(default_factory=dict)  # --eval-data: top-1, top-5, agreement with PyTorch FP32
-
-    @property
-    def failed(self) -> bool:
-        """A parity failure, NaN/Inf in the timed outputs, or timed outputs that are not the reference's (the
-        output audit): the run exits 1."""
-        outputs = [p.audits.get("outputs", {}).get("passed", True) for p in self.points]
-        return (
-            bool(self.parity and not self.parity["passed"]) or any(p.nonfinite for p in self.points) or not all(outputs)
-        )
-
-    def to_dict(self) -> dict[str, Any]:
-        return {**asdict(self), "points": [p.to_dict() for p in self.points], "failed": self.failed}
-
-
-@dataclass
-class RunResult:
-    artifact: Path
-    rows: list[Row]
-    peaks: list[Probe]
-    overhead_s: float
-    macs: int
-    config: BenchConfig
-
-    @property
-    def passed(self) -> bool:
-        return not any(r.failed for r in self.rows)
+#: What every row is compared against: the photos, the reference's outputs on them, and its outputs on the pool
+References = tuple[dict[str, np.ndarray], dict[str, np.ndarray], np.ndarray]
 
 
 def run_benchmark(
@@ -89,34 +43,26 @@ def run_benchmark(
 ) -> RunResult:
     """Time every row of ``plan_rows`` on ``artifact``; a row that cannot run says why, and the run goes on.
 
-    With ``eval_data`` (a ``rbench.bench.accuracy.EvalSet``) every row that ran also measures its accuracy there.
+    With ``eval_data`` (a ``rbench.data.EvalSet``) every row that ran also measures its accuracy there.
 
     With ``scenario`` (a ``rbench.bench.loadgen.ScenarioConfig``) every row that ran also goes through that MLPerf
     LoadGen scenario; its logs go to ``log_dir/<row>``.
     """
-    from rbench.models.stats import stage_stats
-    from rbench.runtime import TorchRunner
-
     threads = config.resolved_threads()
+    plans = plan_rows(artifact, backends, precisions, config.device, threads)  # an unknown backend fails here
     pool = image_pool(artifact.preprocess, config.pool_size, config.seed)
-    photos = parity_inputs(artifact.preprocess, artifact.input_name)["photos"]
-    progress.step("PyTorch FP32 reference outputs and MACs")
-    model = artifact.reference_model()
-    macs = sum(s.macs for s in stage_stats(model, artifact.input_shape))
-    with TorchRunner(model, artifact.input_shape) as reference:
-        expected = infer_in_batches(reference, photos)
-        on_pool = next(iter(infer_in_batches(reference, {artifact.input_name: pool}).values()))
-        labelled = _reference_predictions(reference, eval_data, artifact.input_name)
+    references, labelled, macs = _references(artifact, pool, eval_data, progress)
     progress.step("measuring this machine's peak (best large GEMM per precision)")
     peaks = measure_peaks(threads)
     progress.step("measuring the harness's own overhead")
     overhead = harness_overhead(pool, config, artifact.input_name)
-    rows = []
-    for plan in plan_rows(artifact, backends, precisions, config.device, threads):
+    context = _Context(artifact, pool, references, config, progress, macs, best_per_precision(peaks), labelled)
+    context = replace(context, loadgen=(scenario, log_dir or Path("loadgen")) if scenario is not None else None)
+    rows: list[Row] = []
+    for plan in plans:
         if plan.factory is not None:  # a planned skip is listed with the results, not shown as a step
             progress.step(f"{plan.label}", total=len(config.batch_sizes))
-        loadgen = (scenario, log_dir or Path("loadgen")) if scenario is not None else None
-        rows.append(_run_row(plan, artifact, pool, (photos, expected, on_pool), config, progress, loadgen, labelled))
+        rows.append(_run_row(plan, context))
         if rows[-1].failed:
             progress.fail()
         if plan.factory is not None:
@@ -125,38 +71,60 @@ def run_benchmark(
     return RunResult(artifact.path, rows, peaks, overhead, macs, config)
 
 
+def _references(
+    artifact: Artifact, pool: np.ndarray, eval_data: Any, progress: Progress
+) -> tuple[References, tuple[Any, np.ndarray] | None, int]:
+    """PyTorch FP32's (unfolded) outputs on the photos and the pool, its predictions on ``eval_data``, the MACs."""
+    from rbench.models.stats import stage_stats
+    from rbench.runtime import TorchRunner
+
+    photos = parity_inputs(artifact.preprocess, artifact.input_name)["photos"]
+    progress.step("PyTorch FP32 reference outputs and MACs")
+    model = artifact.reference_model()
+    macs = sum(s.macs for s in stage_stats(model, artifact.input_shape))
+    with TorchRunner(model, artifact.input_shape) as reference:
+        expected = infer_in_batches(reference, photos)
+        on_pool = next(iter(infer_in_batches(reference, {artifact.input_name: pool}).values()))
+        labelled = _reference_predictions(reference, eval_data, artifact.input_name)
+    return (photos, expected, on_pool), labelled, macs
+
+
+@dataclass(frozen=True)
+class _Context:
+    """What every row of one run shares."""
+
+    artifact: Artifact
+    pool: np.ndarray
+    references: References
+    config: BenchConfig
+    progress: Progress
+    macs: int
+    peaks: dict[str, Probe]
+    labelled: tuple[Any, np.ndarray] | None = None
+    loadgen: tuple[Any, Path] | None = None
+
+
 def summary(row: Row, baseline: Row) -> str:
     """One line per finished row, as it finishes: latency, throughput and speedup per batch, then parity."""
     if row.skipped or row.error:
         return f"skipped: {row.skipped}" if row.skipped else f"error: {row.error}"
-    base = {p.batch: p.stats["throughput"] for p in baseline.points if p.stats}
+    base = {p.batch: p.stats.throughput for p in baseline.points if p.stats}
     parts = []
     for p in row.points:
         if p.stats is None:
             parts.append(f"b{p.batch} error: {p.error}")
             continue
-        speed = f", {p.stats['throughput'] / base[p.batch]:.2f}x" if p.batch in base else ""
-        parts.append(f"b{p.batch} {p.stats['p50'] * 1e3:.2f} ms{speed}")
+        speed = f", {p.stats.throughput / base[p.batch]:.2f}x" if p.batch in base else ""
+        parts.append(f"b{p.batch} {p.stats.p50 * 1e3:.2f} ms{speed}")
     verdict = "pass" if row.parity.get("passed") else "FAIL"
     findings = [a["finding"] for p in row.points for a in p.audits.values() if a and a.get("finding")]
     audits = "; ".join(findings) if findings else "audits pass"
     return f"{'; '.join(parts)}; parity cos {row.parity.get('cosine')} {verdict}; {audits} [{row.executed}]"
 
 
-def _run_row(
-    plan: RowPlan,
-    artifact: Artifact,
-    pool: np.ndarray,
-    references: tuple[dict[str, np.ndarray], dict[str, np.ndarray], np.ndarray],
-    config: BenchConfig,
-    progress: Progress,
-    loadgen: tuple[Any, Path] | None = None,
-    labelled: tuple[Any, np.ndarray] | None = None,
-) -> Row:
-    """Activate, check parity on the photos, sweep the batch sizes, audit, and with ``loadgen`` (a scenario and a
-    log folder) run that LoadGen scenario; a row that cannot run says why."""
-    photos, expected, on_pool = references
-    row = Row(plan.backend, plan.precision, plan.variant, plan.label, config.device, plan.file, plan.baseline)
+def _run_row(plan: RowPlan, context: _Context) -> Row:
+    """Activate, then measure; a row that cannot start says why."""
+    row = Row(plan.backend, plan.precision, plan.variant, plan.label, context.config.device, plan.file, plan.baseline)
     if plan.factory is None:
         row.skipped = plan.skip
         return row
@@ -168,28 +136,41 @@ def _run_row(
         row.skipped = first_line(exc)
         return row
     try:
-        row.settings = runner.settings()
-        row.threads = _threads(row.settings)
-        row.executed = executed_precision(plan.backend, plan.precision, row.settings)
-        row.parity = _parity(runner, photos, expected, plan.precision, artifact.bounds_family)
-        compiles = getattr(runner, "compiles", None)
-        before = compiles() if compiles else 0
-        row.points = sweep(runner, pool, config, artifact.input_name, on_point=lambda point: progress.advance())
-        row.recompiled = bool(compiles) and _recompiled_during_timing(compiles, before, len(config.batch_sizes))
-        _audit(row, runner, artifact, pool, on_pool, config)
-        if config.streams != 1 and plan.file and plan.backend in ("ort", "openvino"):
-            row.concurrency = _concurrency(plan, artifact, pool, config)
-        elif config.streams != 1 and config.device == "cuda" and plan.backend in ("torch", "torch-compile", "trt"):
-            row.concurrency = _cuda_streams(runner, pool, config)
-        if loadgen is not None:
-            row.loadgen = _loadgen(runner, row, artifact, pool, *loadgen)
-        if labelled is not None:
-            row.accuracy = _accuracy(runner, artifact.input_name, *labelled)
+        _measure(row, plan, runner, context)
     except Exception as exc:
         row.error = f"{type(exc).__name__}: {first_line(exc)}"
     finally:
         runner.deactivate()
     return row
+
+
+def _measure(row: Row, plan: RowPlan, runner: Runner, context: _Context) -> None:
+    """Parity on the photos, the sweep (each point's efficiency as it is made), the audits, and what was asked
+    besides: requests in flight, a LoadGen scenario, accuracy."""
+    artifact, config = context.artifact, context.config
+    photos, expected, _ = context.references
+    row.settings = runner.settings()
+    row.threads = runner.threads()
+    executed = runner.executed()
+    row.executed, row.executed_precision = executed.detail, executed.precision
+    row.parity = _parity(runner, photos, expected, plan.precision, artifact.bounds_family)
+    before = runner.compiles()
+
+    def made(point: Point) -> None:
+        if point.stats is not None:
+            point.efficiency = Efficiency.of(point.stats.throughput, context.macs, executed.precision, context.peaks)
+        context.progress.advance()
+
+    row.points = sweep(runner, context.pool, config, artifact.input_name, on_point=made)
+    if before is not None:
+        row.recompiled = _recompiled_during_timing(runner.compiles, before, len(config.batch_sizes))
+    _audit(row, runner, context)
+    if config.streams != 1 and plan.spec is not None and plan.spec.streams:
+        row.concurrency = _concurrency(runner, context)
+    if context.loadgen is not None:
+        row.loadgen = _loadgen(runner, row, artifact, context.pool, *context.loadgen)
+    if context.labelled is not None:
+        row.accuracy = _accuracy(runner, artifact.input_name, *context.labelled)
 
 
 def _reference_predictions(reference: Any, eval_data: Any, input_name: str) -> tuple[Any, np.ndarray] | None:
@@ -202,7 +183,8 @@ def _reference_predictions(reference: Any, eval_data: Any, input_name: str) -> t
 
 
 def _accuracy(runner: Any, input_name: str, eval_data: Any, reference: np.ndarray) -> dict[str, Any]:
-    from rbench.bench.accuracy import accuracy, runner_logits
+    from rbench.bench.accuracy import runner_logits
+    from rbench.data.metrics import accuracy
 
     logits = runner_logits(runner, eval_data.x, input_name)
     scores = accuracy(logits, eval_data.y)
@@ -210,16 +192,14 @@ def _accuracy(runner: Any, input_name: str, eval_data: Any, reference: np.ndarra
     return {**scores, "agreement": float((logits.argmax(1) == reference).mean()), "data": eval_data.description}
 
 
-def _audit(
-    row: Row, runner: Any, artifact: Artifact, pool: np.ndarray, on_pool: np.ndarray, config: BenchConfig
-) -> None:
+def _audit(row: Row, runner: Runner, context: _Context) -> None:
     """The output audit on every point; the cache audit (and with ``--audit`` the seed audit) on the first."""
     from rbench.bench.audit import audit_cache, audit_outputs, audit_seed
-
-    tolerance = tolerance_for(row.precision, artifact.bounds_family)
-    measured = [p for p in row.points if p.stats]
     from rbench.bench.inputs import photo_mask
 
+    artifact, config, pool, on_pool = context.artifact, context.config, context.pool, context.references[2]
+    tolerance = tolerance_for(row.precision, artifact.bounds_family)
+    measured = [p for p in row.points if p.stats]
     photos = photo_mask(len(pool), config.seed)
     for point in measured:
         point.audits["outputs"] = audit_outputs(point, len(pool), on_pool, tolerance, photos)
@@ -233,34 +213,20 @@ def _audit(
         point.warnings += [a["finding"] for a in point.audits.values() if a and a.get("finding")]
 
 
-def _concurrency(plan: RowPlan, artifact: Artifact, pool: np.ndarray, config: BenchConfig) -> dict[str, Any]:
+def _concurrency(runner: Runner, context: _Context) -> dict[str, Any]:
+    """Per batch size: the row's throughput with ``--streams`` requests in flight (``rbench.bench.concurrency``);
+    a runner that has no way to (torch on the CPU) leaves the row without it."""
     from rbench.bench.concurrency import measure_streams
-    from rbench.bench.inputs import batches
+    from rbench.bench.sweep import validated_feeds
 
-    model = artifact.path / str(plan.file)
-    return {
-        str(b): measure_streams(
-            plan.backend,
-            model,
-            plan.precision,
-            batches(pool, b),
-            config.streams,
-            config.duration_s,
-            config.resolved_threads(),
-        )
-        for b in config.batch_sizes
-    }
-
-
-def _cuda_streams(runner: Any, pool: np.ndarray, config: BenchConfig) -> dict[str, Any]:
-    from rbench.bench.concurrency import cuda_streams_throughput
-    from rbench.bench.inputs import batches
-
-    streams = max(1, config.streams)
-    return {
-        str(b): [cuda_streams_throughput(runner, batches(pool, b), streams, config.duration_s)]
-        for b in config.batch_sizes
-    }
+    config, name = context.config, context.artifact.input_name
+    found = {}
+    for b in config.batch_sizes:
+        feeds = validated_feeds(runner, context.pool, b, name)
+        measured = measure_streams(runner, feeds, config.streams, config.duration_s)
+        if not all("skipped" in m for m in measured):
+            found[str(b)] = measured
+    return found
 
 
 def _loadgen(
@@ -273,41 +239,21 @@ def _loadgen(
     if not measured:
         return {"error": "no timed point to size the scenario from"}
     batch = scenario.batch if scenario.scenario == "offline" and scenario.batch in measured else min(measured)
-    expected = measured[batch]["p50"] if scenario.scenario == "offline" else measured[batch]["p50"] / batch
+    expected = measured[batch].p50 if scenario.scenario == "offline" else measured[batch].p50 / batch
     slug = row.label.replace(" ", "-")
     try:
         result = run_scenario(runner, pool, artifact.input_name, scenario, expected, log_dir / slug)
     except Exception as exc:
         return {"scenario": scenario.scenario, "error": f"{type(exc).__name__}: {first_line(exc)}"}
     if scenario.scenario == "single-stream" and 1 in measured and result.get("value"):
-        result["rbench_p90_ns"] = measured[1]["p90"] * 1e9
+        result["rbench_p90_ns"] = measured[1].p90 * 1e9
         result["loadgen_over_rbench_p90"] = sig(result["value"] / result["rbench_p90_ns"], 4)
     return result
 
 
-def _recompiled_during_timing(compiles: Callable[[], int], before: int, shapes: int) -> bool:
+def _recompiled_during_timing(compiles: Callable[[], int | None], before: int, shapes: int) -> bool:
     """One compilation per batch size is expected (in its cold call); more means a recompile while timing."""
-    return compiles() - before > shapes
-
-
-def _threads(settings: dict[str, Any]) -> int | None:
-    for key in ("threads", "intra_op_threads", "INFERENCE_NUM_THREADS"):
-        if key in settings and str(settings[key]).isdigit():
-            return int(settings[key])
-    return None
-
-
-def executed_precision(backend: str, precision: str, settings: dict[str, Any]) -> str:
-    """What actually ran, in words: the runtime graph's convolution precisions (OpenVINO), the autocast dtype
-    (torch), or the graph's own types (ONNX Runtime runs exactly the artifact's graph)."""
-    if backend == "openvino":
-        convs = settings.get("convolutions", {})
-        return "conv " + ", ".join(f"{k} x{v}" for k, v in convs.items()) if convs else precision
-    if backend in ("torch", "torch-compile") and precision == "bf16":
-        return "bf16 autocast (conv, matmul), rest fp32"
-    if precision == "int8":
-        return "int8 QDQ graph (first conv, classifier fp32)"
-    return precision
+    return (compiles() or 0) - before > shapes
 
 
 def _parity(
@@ -326,34 +272,6 @@ def _parity(
         "failing": [f"{precision} photos/{name}: {why}" for why in failing.values()],
         "bounds": {"max_abs_rel": tolerance.max_abs_rel, "cosine": tolerance.min_cosine, "top1": tolerance.min_top1},
     }
-
-
-def efficiency(row: Row, point: Point, macs: int, peaks: dict[str, Probe]) -> dict[str, Any]:
-    """Achieved GFLOP/s (2 x MACs per image) and its share of this machine's measured peak for what executed."""
-    if point.stats is None:
-        return {}
-    gflops = 2 * macs * point.stats["throughput"] / 1e9
-    key = peak_key(row)
-    peak = peaks.get(key)
-    share = gflops / peak.gflops if peak and peak.gflops else None
-    return {
-        "gflops": gflops,
-        "peak_precision": key,
-        "peak_gflops": peak.gflops if peak else None,
-        "peak_library": peak.library if peak else None,
-        "share_of_peak": share,
-        "probe_beaten": bool(share and share > 1),
-    }
-
-
-def peak_key(row: Row) -> str:
-    """Which peak a row is held to: what its convolutions executed in."""
-    executed = row.executed or row.precision
-    if "u8" in executed or "i8" in executed or row.precision == "int8":
-        return "int8"
-    if "bf16" in executed:
-        return "bf16"
-    return "fp32"  # FP32, and FP16 graphs that a CPU runs in FP32
 
 
 def prepare_artifact(

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field, fields
 from typing import Any
 
 import numpy as np
@@ -19,31 +18,9 @@ from rbench.bench.clock import cuda_events, synchronize, wall
 from rbench.bench.config import BenchConfig
 from rbench.bench.inputs import batches
 from rbench.bench.measurement import Measurement
+from rbench.bench.results import Point
 from rbench.errors import first_line
 from rbench.runtime.base import Runner, validate_feed
-
-
-@dataclass
-class Point:
-    """One batch size of one row."""
-
-    batch: int
-    stats: dict[str, float] | None = None
-    first_inference_s: float | None = None  # the cold call at this shape (torch.compile compiles here)
-    peak_rss_mb: float | None = None
-    peak_device_mb: float | None = None  # CUDA: what torch's allocator held at most (not other libraries' memory)
-    warnings: list[str] = field(default_factory=list)
-    error: str | None = None
-    nonfinite: int = 0  # NaN/Inf values in the outputs of the timed calls
-    samples: list[float] = field(default_factory=list)  # raw latencies (s), in order; at most MAX_SAMPLES kept
-    audits: dict[str, Any] = field(default_factory=dict)  # rbench.bench.audit's findings on this point
-    #: CUDA only: statistics of compute alone (inputs already on the device, CUDA events), where the runner offers it
-    compute_stats: dict[str, float] | None = None
-    #: (feed index, outputs) of up to SAMPLED timed calls, spread over the run, for the output audit (not saved)
-    sampled: list[tuple[int, dict[str, np.ndarray]]] = field(default_factory=list, repr=False)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {f.name: getattr(self, f.name) for f in fields(self) if f.name != "sampled"}
 
 
 def validated_feeds(runner: Runner, pool: np.ndarray, batch: int, input_name: str) -> list[dict[str, np.ndarray]]:
@@ -80,9 +57,8 @@ def time_point(runner: Runner, pool: np.ndarray, batch: int, config: BenchConfig
     point.samples = keep_samples(samples)
     if config.device == "cuda":
         point.compute_stats = _compute_only(runner, feeds[0], batch, min(len(samples), 200))
-    measurement = Measurement(tuple(samples), batch)
-    point.stats = measurement.stats()
-    point.warnings = measurement.warnings()
+    point.stats = Measurement.of(samples, batch)
+    point.warnings = point.stats.warnings()
     step = max(1, len(outputs) // SAMPLED)
     point.sampled = [(i % len(feeds), outputs[i]) for i in range(0, len(outputs), step)][:SAMPLED]
     point.nonfinite = sum(int((~np.isfinite(v)).sum()) for out in outputs for v in out.values())
@@ -91,15 +67,14 @@ def time_point(runner: Runner, pool: np.ndarray, batch: int, config: BenchConfig
     return point
 
 
-def _compute_only(runner: Runner, feed: Mapping[str, np.ndarray], batch: int, count: int) -> dict[str, float] | None:
+def _compute_only(runner: Runner, feed: Mapping[str, np.ndarray], batch: int, count: int) -> Measurement | None:
     """Device time of the work alone, timed with CUDA events on inputs already on the device (end-to-end latency,
     host to device to host, is the point's own ``stats``); ``None`` where the runner cannot run that way."""
-    make = getattr(runner, "device_callable", None)
-    call = make(feed) if make is not None else None
+    call = runner.device_callable(feed)
     if call is None:
         return None
     call()
-    return Measurement(tuple(cuda_events(call)[0] for _ in range(max(1, count))), batch).stats()
+    return Measurement.of([cuda_events(call)[0] for _ in range(max(1, count))], batch)
 
 
 #: Raw samples a results file keeps per point, so ``rbench compare`` can bootstrap saved runs.
@@ -168,7 +143,7 @@ def harness_overhead(pool: np.ndarray, config: BenchConfig, input_name: str = "i
         quick = BenchConfig(batch_sizes=(1,), warmup_s=0.01, duration_s=0.001, min_iterations=2000, seed=config.seed)
         point = time_point(noop, pool, 1, quick, input_name)
     assert point.stats is not None, point.error
-    return point.stats["p50"]
+    return point.stats.p50
 
 
 def reset_peak_rss() -> None:

@@ -38,7 +38,7 @@ def evaluate(
         from rbench.errors import BadInputError
 
         raise BadInputError(f"not found: {target} (a checkpoint file or an artifact directory)")
-    from rbench.export.pipeline import check_output_folder
+    from rbench._io import check_output_folder
 
     check_output_folder(out_dir)
     backends = choice_list(backend, BACKENDS, "backend") if backend is not None else None

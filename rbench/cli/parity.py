@@ -15,7 +15,6 @@ from rbench.runtime.registry import BACKENDS
 
 BackendChoice = choices("BackendChoice", list(BACKENDS))
 PrecisionChoice = choices("PrecisionChoice", list(PRECISIONS))
-ONNX_BACKENDS = ("ort", "ort-cuda", "ort-trt")
 
 
 @app.command()
@@ -87,9 +86,13 @@ def resolve_target(target: Path, precision: str | None, backend: str) -> tuple[P
         raise BadInputError(f"{target} is not one of an artifact's models ({files}); name the artifact directory")
     if precision is not None and precision != named:
         raise BadInputError(f"{target.name} is the {named} model, but --precision {precision} was given")
-    if backend not in ONNX_BACKENDS:
+    from rbench.runtime import Consumes
+
+    if BACKENDS[backend].consumes is not Consumes.ONNX:
+        onnx = ", ".join(name for name, spec in BACKENDS.items() if spec.consumes is Consumes.ONNX)
         raise BadInputError(
-            f"{target.name} is an ONNX file, which backend {backend} does not run: "
+            f"{target.name} is an ONNX file, which backend {backend} does not run (it runs "
+            f"{BACKENDS[backend].consumes.value}; ONNX files run on {onnx}): "
             f"rbench parity {directory} --backend {backend} --precision {named}"
         )
     return directory, named

@@ -66,10 +66,10 @@ def run(
     The last line of standard output is the results folder. Exit 1 when any row fails parity.
     """
     from rbench.bench.config import BenchConfig
-    from rbench.bench.plot import plots
-    from rbench.bench.report import markdown
-    from rbench.bench.results import environment, to_json, write_results
+    from rbench.bench.machine import environment
+    from rbench.bench.results import run_failures
     from rbench.bench.run import prepare_artifact, run_benchmark
+    from rbench.bench.writers import write_results
 
     chosen_precisions, chosen_backends = _choices(precision, backends)
     sizes = _sizes(batch_sizes)
@@ -95,12 +95,12 @@ def run(
             log_dir=out_dir / "loadgen",
             eval_data=labelled,
         )
-        data = to_json(result, list(_state["argv"]), environment())
+        data = result.to_json(list(_state["argv"]), environment())
         shown.step("writing results.json, results.csv, report.md and plots")
-        paths = write_results(out_dir, data, markdown(data), plots(data))
+        paths = write_results(out_dir, data)
     _show(data, paths["json"].parent, as_json)
     if not data["passed"]:
-        err.print(f"parity FAILED: {'; '.join(failures(data))}", markup=False, soft_wrap=True)
+        err.print(f"parity FAILED: {'; '.join(run_failures(data))}", markup=False, soft_wrap=True)
         raise typer.Exit(1)
 
 
@@ -125,20 +125,6 @@ def _show(data: dict[str, Any], folder: Path, as_json: bool) -> None:
         out.print(line, markup=False)
     out.print(f"{'PASS' if data['passed'] else '[red]FAIL[/]'}: parity and finite outputs on every row that ran")
     out.print(str(folder), markup=False, soft_wrap=True)
-
-
-def failures(data: dict[str, Any]) -> list[str]:
-    """What failed the run: parity figures, timed outputs that are not the reference's, NaN/Inf while timed."""
-    found = []
-    for r in data["rows"]:
-        found += r["parity"].get("failing", [])
-        for p in r["points"]:
-            outputs = p.get("audits", {}).get("outputs") or {}
-            if outputs.get("finding"):
-                found.append(f"{r['label']} b{p['batch']}: {outputs['finding']}")
-            if p.get("nonfinite"):
-                found.append(f"{r['label']} b{p['batch']}: {p['nonfinite']} NaN/Inf values in timed outputs")
-    return found
 
 
 def _choices(precision: str, backends: str) -> tuple[list[str], list[str]]:
@@ -187,7 +173,7 @@ def _device(device: str) -> str:
 
 def _check_inputs(model: str | None, weights: str, artifact: Path | None, out_dir: Path, seed: int) -> Any:
     """Bad input in one line, before any model is built or exported; the model to export (None with --artifact)."""
-    from rbench.export.pipeline import check_output_folder
+    from rbench._io import check_output_folder
     from rbench.models import validate_model_config
 
     config = None

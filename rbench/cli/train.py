@@ -9,7 +9,7 @@ import typer
 
 from rbench.cli._common import app, choices, err, explicit, handle_errors, out, progress
 from rbench.train.augment import OPERATIONS
-from rbench.train.loop import AMP_MODES, FREEZE, OPTIMIZERS, SCHEDULES
+from rbench.train.config import AMP_MODES, FREEZE, OPTIMIZERS, SCHEDULES
 
 Optimizer = choices("Optimizer", OPTIMIZERS)
 Schedule = choices("Schedule", SCHEDULES)
@@ -35,7 +35,7 @@ def train(
     schedule: Schedule = typer.Option("cosine", help="Learning-rate schedule after a linear warm-up."),  # type: ignore[valid-type]
     step_every: int = typer.Option(0, help="Step schedule: epochs between decays (0: a third of --epochs)."),
     gamma: float = typer.Option(0.1, help="Step schedule: the decay factor."),
-    warmup_epochs: float = typer.Option(1.0, help="Linear learning-rate warm-up, in epochs."),
+    warmup_epochs: float = typer.Option(1.0, help="Linear learning-rate warm-up, in epochs (at most half the run)."),
     label_smoothing: float = typer.Option(0.1, help="Label smoothing of the cross-entropy loss."),
     augment: str = typer.Option(
         None, help=f"Comma list of {', '.join(OPERATIONS)}, or none [default: all; digits: all but flip]."
@@ -62,7 +62,7 @@ def train(
     """
     from dataclasses import replace
 
-    from rbench.train.loop import TrainConfig, resume_config
+    from rbench.train.config import TrainConfig, resume_config
     from rbench.train.loop import train as run_training
 
     config = TrainConfig(

@@ -20,10 +20,9 @@ from rbench._io import read_json_record, sha256_file, verify_sha256
 from rbench.data import Preprocess
 from rbench.errors import BadInputError
 from rbench.precisions import EXPORTED, get_precision
+from rbench.runtime.spec import ENGINE_DIR, WEIGHTS_FILE
 
 MANIFEST = "manifest.json"
-WEIGHTS_FILE = "weights.safetensors"
-ENGINE_DIR = "engines"
 SCHEMA_VERSION = 1
 
 
@@ -105,6 +104,31 @@ class Artifact:
     def engine_path(self, precision: str) -> Path:
         """Where ``rbench build`` puts the TensorRT engine of one precision."""
         return self.path / ENGINE_DIR / f"model.{precision}.engine"
+
+    def engine_file(self, precision: str, build: bool = False) -> Path:
+        """The TensorRT engine of one precision; ``build``: made (or its cache reused) where missing, else a
+        missing engine is bad input naming the command that builds it."""
+        if build:
+            from rbench.export.engine import BuildConfig, build_engine
+
+            build_engine(self, BuildConfig(precision))  # reused while its key (ONNX, settings, TensorRT, GPU) holds
+        engine = self.engine_path(precision)
+        if not engine.is_file():
+            raise BadInputError(
+                f"{self.path} has no {precision} TensorRT engine; build it with: "
+                f"rbench build {self.path} --precision {precision}"
+            )
+        return engine
+
+    def source_sha256(self, precision: str) -> str | None:
+        """The SHA-256 of the ONNX file a precision's engine must be built from."""
+        return self.manifest["precisions"].get(precision, {}).get("sha256")
+
+    def folded_model(self) -> nn.Module:
+        """The reference model with BatchNorm folded into its convolutions (what the torch backends run)."""
+        from rbench.export.fold import fold_batchnorm
+
+        return fold_batchnorm(self.reference_model()).module
 
     def reference_model(self) -> nn.Module:
         """The unfolded FP32 PyTorch model the artifact was exported from."""

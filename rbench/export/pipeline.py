@@ -21,6 +21,7 @@ from typing import Any, Protocol
 import torch
 
 from rbench._io import (
+    check_output_folder,
     make_dir_public,
     remove_stale_temp_dirs,
     sha256_file,
@@ -160,19 +161,6 @@ def _write(
     make_dir_public(tmp)
     _replace_dir(tmp, final)
     return final, Artifact(final, artifact.manifest), reports
-
-
-def check_output_folder(out: Path) -> None:
-    """``--out`` must be a folder (or creatable as one) that this user may write: checked before the model is built."""
-    if out.exists() and not out.is_dir():
-        raise BadInputError(f"--out {out} is a file; it must be a folder for artifact directories")
-    existing = next((p for p in (out, *out.parents) if p.exists()), Path("."))
-    if not existing.is_dir():
-        raise BadInputError(f"--out {out}: {existing} is a file, so no folder can be made there")
-    try:  # a real probe: permissions, read-only mounts and special file systems all answer here
-        tempfile.TemporaryDirectory(prefix=temp_dir_prefix("probe", "out"), dir=existing).cleanup()
-    except OSError as exc:
-        raise BadInputError(f"--out {out}: cannot write in {existing} ({exc.strerror or type(exc).__name__})") from None
 
 
 def _previous(final: Path, manifest: dict[str, Any], notices: list[str]) -> Artifact | None:

@@ -1,7 +1,8 @@
 """Backends behind one ``Runner`` interface: eager PyTorch, ONNX Runtime (CPU, CUDA, TensorRT provider), TensorRT.
 
-The runtime knows models and files, not artifacts: ``rbench.bench.backends.runner_for`` maps an artifact onto a
-runner. Only the torch and ONNX Runtime CPU runners import their library here; the GPU ones do on activation.
+Each runner module declares its backends' specs (``rbench.runtime.spec``); ``rbench.runtime.registry`` lists them.
+The runtime knows models and files, not artifacts: ``rbench.bench.plan`` maps an artifact onto runners. Only
+the torch and ONNX Runtime CPU runners import their library here; the GPU ones do on activation.
 """
 
 from __future__ import annotations
@@ -9,16 +10,21 @@ from __future__ import annotations
 from rbench.runtime.base import Runner, TensorSpec, validate_feed
 from rbench.runtime.openvino_runner import OpenVinoRunner
 from rbench.runtime.ort_runner import OrtRunner, gpu_providers
-from rbench.runtime.registry import BACKENDS, Backend, get_backend
+from rbench.runtime.registry import BACKENDS, get_backend
+from rbench.runtime.spec import BackendSpec, Consumes, Executed, ModelSource, RunContext
 from rbench.runtime.torch_runner import CompiledTorchRunner, TorchRunner
 from rbench.runtime.trt_runner import TrtRunner
 
 __all__ = [
     "BACKENDS",
-    "Backend",
+    "BackendSpec",
     "CompiledTorchRunner",
+    "Consumes",
+    "Executed",
+    "ModelSource",
     "OpenVinoRunner",
     "OrtRunner",
+    "RunContext",
     "Runner",
     "TensorSpec",
     "TorchRunner",

@@ -9,14 +9,15 @@ Timing is not a runner's business: see ``rbench.bench``.
 from __future__ import annotations
 
 import abc
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any
 
 import numpy as np
 
-from rbench.errors import BadInputError
+from rbench.errors import BadInputError, RbenchError
+from rbench.runtime.spec import Executed
 
 Dim = int | str | None  # a fixed size, or a symbolic/dynamic one
 
@@ -69,6 +70,28 @@ def validate_feed(feed: Mapping[str, np.ndarray], specs: Sequence[TensorSpec]) -
         if np.issubdtype(arr.dtype, np.floating) and not np.isfinite(arr).all():
             bad = int((~np.isfinite(arr)).sum())
             raise BadInputError(f"input {spec.name!r} has {bad} NaN/Inf value(s); inputs must be finite")
+
+
+class NotSupported(RbenchError):
+    """An optional ability this runner does not have (its spec says so too)."""
+
+    exit_code = 2
+
+
+@dataclass
+class Streams:
+    """Requests in flight: ``calls[k](i)`` runs (or issues) request ``i`` of host thread ``k``; ``finish[k]()``
+    waits for that thread's work. ``completed()``, where given, counts finished requests (an asynchronous queue
+    whose calls return before the work is done); else each call is one finished request."""
+
+    calls: list[Callable[[int], Any]]
+    finish: list[Callable[[], Any]]
+    mode: str
+    requests: int
+    streams: int
+    threads_per_stream: int
+    completed: Callable[[], int] | None = None
+    reset: Callable[[], None] = lambda: None
 
 
 class Runner(abc.ABC):
@@ -125,6 +148,48 @@ class Runner(abc.ABC):
     def settings(self) -> dict[str, Any]:
         """What this runner runs with (threads, providers, hints), for reports; valid while active."""
         return {}
+
+    # Optional abilities: each answers "not supported" here, and a backend that has one overrides it.
+
+    def executed(self) -> Executed:
+        """What actually executed, read back from the backend while active; by default the precision asked for."""
+        return Executed(self.precision, self.precision)
+
+    def threads(self) -> int | None:
+        """The intra-op threads the backend reports it runs with (``None``: it does not say)."""
+        return None
+
+    def compiles(self) -> int | None:
+        """Compilations so far (a process-wide counter), for recompile detection; ``None``: it never compiles."""
+        return None
+
+    def device_callable(self, feed: Mapping[str, np.ndarray]) -> Callable[[], Any] | None:
+        """A call on ``feed`` already on the device, for compute-only timing with CUDA events; ``None``: not
+        supported (every CPU runner)."""
+        return None
+
+    def stream_callables(self, feeds: Sequence[Mapping[str, np.ndarray]], requests: int) -> list[Streams]:
+        """Ways to run ``requests`` requests in flight on ``feeds``, one ``Streams`` per setting to measure
+        (``requests`` 0: the backend's optimum, where it has one). By default, where the runner has a device path:
+        one CUDA stream and host thread per request, inputs already on the device (``torch.cuda.stream``)."""
+        count = max(1, requests)
+        if not self.device.startswith("cuda") or self.device_callable(feeds[0]) is None:
+            raise NotSupported(f"{self.name} runs one request at a time")
+        import torch
+
+        devices = [self.device_callable(feeds[k % len(feeds)]) for k in range(count)]
+        streams = [torch.cuda.Stream() for _ in range(count)]
+
+        def on_stream(k: int) -> Callable[[int], Any]:
+            def call(i: int) -> Any:
+                with torch.cuda.stream(streams[k]):
+                    return devices[k]()  # type: ignore[misc]
+
+            return call
+
+        calls = [on_stream(k) for k in range(count)]
+        mode = "CUDA streams, one host thread each"
+        return [Streams(calls, [s.synchronize for s in streams], mode, count, count, 1)]
 
     @abc.abstractmethod
     def input_specs(self) -> list[TensorSpec]:

@@ -12,16 +12,19 @@ from __future__ import annotations
 import collections
 import importlib.util
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from rbench.errors import BadInputError, first_line, missing_dependency, unknown_choice
-from rbench.runtime.base import Runner, TensorSpec
+from rbench.runtime.base import Runner, Streams, TensorSpec
+from rbench.runtime.spec import BackendSpec, Consumes, Executed, ModelSource, RunContext
 
 HINTS = {"fp32": "f32", "fp16": "f32", "int8": "f32", "bf16": "bf16"}
+#: A runtime precision of OpenVINO's graph -> the precision (and peak) it is
+RUNTIME_PRECISIONS = {"u8": "int8", "i8": "int8", "bf16": "bf16", "f16": "fp16", "f32": "fp32"}
 
 
 class OpenVinoRunner(Runner):
@@ -48,15 +51,62 @@ class OpenVinoRunner(Runner):
         self.latency = latency
         self.compiled: Any = None
         self.request: Any = None
-        self.executed: dict[str, int] = {}
+        self.executed_convolutions: dict[str, int] = {}
+        self._queues: list[tuple[Any, Any]] = []
 
-    def config(self) -> dict[str, Any]:
+    def config(self, mode: str | None = None) -> dict[str, Any]:
+        """The compile settings; ``mode`` (THROUGHPUT, LATENCY) replaces the one-stream latency setting."""
         config: dict[str, Any] = {"INFERENCE_PRECISION_HINT": HINTS[self.precision]}
         if self.threads:
             config["INFERENCE_NUM_THREADS"] = self.threads
-        if self.latency:
+        if mode is not None:
+            config["PERFORMANCE_HINT"] = mode
+        elif self.latency:
             config |= {"PERFORMANCE_HINT": "LATENCY", "NUM_STREAMS": 1}
         return config
+
+    def executed(self) -> Executed:
+        """What the convolutions of the compiled graph execute in (the most common one decides the peak)."""
+        if not self.executed_convolutions:
+            return Executed(self.precision, self.precision)
+        main = next(iter(self.executed_convolutions))
+        words = "conv " + ", ".join(f"{k} x{v}" for k, v in self.executed_convolutions.items())
+        return Executed(RUNTIME_PRECISIONS.get(main, "fp32"), words)
+
+    def threads(self) -> int | None:
+        found = self.settings().get("INFERENCE_NUM_THREADS")
+        return int(found) if found and str(found).isdigit() else None
+
+    def stream_callables(self, feeds: Sequence[Mapping[str, np.ndarray]], requests: int) -> list[Streams]:
+        """The same model compiled under ``PERFORMANCE_HINT=LATENCY`` with one request in flight, then under
+        ``THROUGHPUT`` with ``requests`` (0: the queue's optimal count), each an ``AsyncInferQueue`` fed from one
+        host thread."""
+        return [self._queue(feeds, 1, "LATENCY"), self._queue(feeds, requests, "THROUGHPUT")]
+
+    def _queue(self, feeds: Sequence[Mapping[str, np.ndarray]], requests: int, mode: str) -> Streams:
+        import openvino as ov
+
+        compiled = ov.Core().compile_model(str(self.model_path), "CPU", self.config(mode))
+        queue = ov.AsyncInferQueue(compiled, requests)  # 0: OpenVINO's optimal number of requests
+        done = [0]
+        queue.set_callback(lambda request, userdata: done.__setitem__(0, done[0] + 1))
+        streams = int(compiled.get_property("NUM_STREAMS"))
+        threads = int(compiled.get_property("INFERENCE_NUM_THREADS"))
+        self._queues.append((compiled, queue))
+
+        def issue(i: int) -> None:
+            queue.start_async(dict(feeds[i % len(feeds)]))
+
+        return Streams(
+            [issue],
+            [queue.wait_all],
+            f"AsyncInferQueue, PERFORMANCE_HINT={mode}",
+            len(queue),
+            streams,
+            max(1, threads // max(1, streams)),
+            completed=lambda: done[0],
+            reset=lambda: done.__setitem__(0, 0),
+        )
 
     def _activate(self) -> None:
         if importlib.util.find_spec("openvino") is None:
@@ -71,16 +121,17 @@ class OpenVinoRunner(Runner):
         except Exception as exc:  # OpenVINO raises RuntimeError for graphs it cannot read or compile
             raise BadInputError(f"OpenVINO cannot compile {self.model_path}: {first_line(exc)}") from None
         self.request = self.compiled.create_infer_request()
-        self.executed = executed_precisions(self.compiled)
+        self.executed_convolutions = executed_precisions(self.compiled)
 
     def _deactivate(self) -> None:
+        self._queues.clear()
         self.request = self.compiled = None
 
     def settings(self) -> dict[str, Any]:
         """The compiled model's own account of what it runs with, for reports."""
         props = ("INFERENCE_PRECISION_HINT", "INFERENCE_NUM_THREADS", "NUM_STREAMS", "PERFORMANCE_HINT")
         found = {p: _plain(self.compiled.get_property(p)) for p in props} if self.compiled is not None else {}
-        return {**found, "convolutions": self.executed}
+        return {**found, "convolutions": self.executed_convolutions}
 
     def input_specs(self) -> list[TensorSpec]:
         from rbench.runtime.ort_runner import ORT_TYPES
@@ -116,3 +167,29 @@ def executed_precisions(compiled: Any) -> dict[str, int]:
         if info["layerType"].astype(str) == "Convolution":
             counts[info["runtimePrecision"].astype(str)] += 1
     return dict(counts.most_common())
+
+
+def _build(source: ModelSource, precision: str, context: RunContext) -> OpenVinoRunner:
+    return OpenVinoRunner(source.onnx_path(precision), precision, threads=context.threads)
+
+
+SPECS = (
+    BackendSpec(
+        "openvino",
+        "cpu",
+        "openvino",
+        "OpenVINO CPU plugin on the artifact's ONNX, precision hint explicit",
+        Consumes.ONNX,
+        {
+            "fp32": "model.onnx, hint f32",
+            "fp16": "model.fp16.onnx, hint f32",
+            "bf16": "model.onnx, hint bf16",
+            "int8": "model.int8.onnx, hint f32",
+        },
+        _build,
+        needs=("openvino",),
+        variant="cpu",
+        streams=True,
+        marker="D",
+    ),
+)

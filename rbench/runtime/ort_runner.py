@@ -11,7 +11,8 @@ from typing import Any
 import numpy as np
 
 from rbench.errors import BadInputError, EnvironmentProblem, first_line, missing_dependency, unknown_choice
-from rbench.runtime.base import Runner, TensorSpec
+from rbench.runtime.base import NotSupported, Runner, Streams, TensorSpec
+from rbench.runtime.spec import ENGINE_DIR, BackendSpec, Consumes, Executed, ModelSource, RunContext
 
 ORT_TYPES = {
     "tensor(float)": np.float32,
@@ -62,6 +63,7 @@ class OrtRunner(Runner):
         self.intra_op_threads = intra_op_threads
         self.io_binding = io_binding
         self.session: Any = None
+        self._shared: OrtRunner | None = None  # --streams: the session the threads share
 
     def _activate(self) -> None:
         if importlib.util.find_spec("onnxruntime") is None:
@@ -101,11 +103,45 @@ class OrtRunner(Runner):
             "io_binding": self.io_binding,
         }
 
+    def executed(self) -> Executed:
+        """ONNX Runtime runs exactly the artifact's graph: its types say what ran (an FP16 graph on the CPU
+        provider runs its convolutions through FP32 kernels)."""
+        if self.precision == "int8":
+            return Executed("int8", "int8 QDQ graph (first conv, classifier fp32)")
+        if self.precision == "fp16" and self.device == "cpu":
+            return Executed("fp32", "fp16")
+        return Executed(self.precision, self.precision)
+
+    def threads(self) -> int | None:
+        threads = self.settings()["intra_op_threads"]
+        return int(threads) if threads else None
+
+    def stream_callables(self, feeds: Sequence[Mapping[str, np.ndarray]], requests: int) -> list[Streams]:
+        """``requests`` host threads calling one shared session (``run`` is documented as thread-safe), made like
+        this runner's own but with ``threads // requests`` intra-op threads each; CPU provider only."""
+        if self.device != "cpu":
+            raise NotSupported(f"{self.name}: requests in flight run on the CPU provider")
+        streams = max(1, requests)
+        per_stream = max(1, (self.threads() or os.cpu_count() or 1) // streams)
+        shared = OrtRunner(self._model, self.providers, self.provider_options, self.precision, per_stream)
+        shared.activate()
+        self._shared = shared
+
+        def call(k: int) -> Any:
+            return lambda i: shared.infer(feeds[(k + i * streams) % len(feeds)], check_inputs=False)
+
+        mode = "threads sharing one InferenceSession"
+        return [
+            Streams([call(k) for k in range(streams)], [lambda: None] * streams, mode, streams, streams, per_stream)
+        ]
+
     def _describe(self) -> str:
         return "the model bytes" if isinstance(self._model, bytes) else str(self._model)
 
     def _deactivate(self) -> None:
-        self.session = None
+        if self._shared is not None:
+            self._shared.deactivate()
+        self.session = self._shared = None
 
     def input_specs(self) -> list[TensorSpec]:
         return [
@@ -165,3 +201,67 @@ def gpu_providers(
     for key, shapes in (profile or {}).items():
         tensorrt[f"trt_profile_{key}_shapes"] = ",".join(shapes)
     return ["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"], [tensorrt, cuda, {}]
+
+
+def _cpu(source: ModelSource, precision: str, context: RunContext) -> OrtRunner:
+    return OrtRunner(source.onnx_path(precision), precision=precision, intra_op_threads=context.threads)
+
+
+def _gpu(provider: str) -> Any:
+    def build(source: ModelSource, precision: str, context: RunContext) -> OrtRunner:
+        from rbench.env import package_version
+
+        chw = "x".join(map(str, source.input_shape))
+        profile = {k: [f"{source.input_name}:{n}x{chw}"] for k, n in (("min", 1), ("opt", 8), ("max", 32))}
+        versions = f"ort{package_version('onnxruntime')}-trt{package_version('tensorrt') or 'none'}"
+        cache = source.path / ENGINE_DIR / f"ort-tensorrt-{versions}"
+        providers, options = gpu_providers(provider, cache, profile)
+        return OrtRunner(source.onnx_path(precision), providers, options, precision=precision, io_binding=True)
+
+    return build
+
+
+_GRAPHS = {"fp32": "model.onnx", "fp16": "model.fp16.onnx", "int8": "model.int8.onnx (QDQ)"}
+_NO_BF16 = "{} runs the artifact's graphs; bf16 has none"
+SPECS = (
+    BackendSpec(
+        "ort",
+        "cpu",
+        "dev",
+        "ONNX Runtime, CPU provider, on the artifact's ONNX of that precision",
+        Consumes.ONNX,
+        _GRAPHS,
+        _cpu,
+        needs=("onnxruntime",),
+        variant="cpu",
+        streams=True,
+        marker="^",
+        lacks={"bf16": "ONNX Runtime's CPU provider has no bf16 execution setting"},
+    ),
+    BackendSpec(
+        "ort-cuda",
+        "cuda",
+        "gpu",
+        "ONNX Runtime, CUDA provider with IOBinding (TF32 off)",
+        Consumes.ONNX,
+        _GRAPHS,
+        _gpu("cuda"),
+        needs=("onnxruntime",),
+        device_timing=True,
+        marker="v",
+        lacks={"bf16": _NO_BF16.format("ort-cuda")},
+    ),
+    BackendSpec(
+        "ort-trt",
+        "cuda",
+        "gpu",
+        "ONNX Runtime, TensorRT provider with IOBinding and engine caches",
+        Consumes.ONNX,
+        _GRAPHS,
+        _gpu("tensorrt"),
+        needs=("onnxruntime",),
+        device_timing=True,
+        marker="X",
+        lacks={"bf16": _NO_BF16.format("ort-trt")},
+    ),
+)

@@ -1,37 +1,26 @@
-"""The one registry of backends: name, device, and the pip extra that brings its library."""
+"""The one registry of backends: every runner module's specs, in the order runs list them.
+
+Adding a backend is its runner module, declaring its ``SPECS`` (``rbench.runtime.spec.BackendSpec``), and one name
+in ``MODULES`` below; the planner, the CLI's choices, the docs and the tests all derive from this dict.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from rbench.errors import unknown_choice
+from rbench.runtime import openvino_runner, ort_runner, torch_runner, trt_runner
+from rbench.runtime.spec import BackendSpec
 
+MODULES = (torch_runner, ort_runner, openvino_runner, trt_runner)
 
-@dataclass(frozen=True)
-class Backend:
-    name: str
-    device: str  # "cpu" or "cuda"
-    extra: str  # pip install 'rbench[<extra>]' brings what it needs
-    description: str
-
-
-BACKENDS: dict[str, Backend] = {
-    b.name: b
-    for b in (
-        Backend("torch", "cpu", "dev", "eager PyTorch on the artifact's weights, BatchNorm folded"),
-        Backend(
-            "torch-compile", "cpu", "dev", "torch.compile (inductor): weight freezing on CPU, max-autotune on CUDA"
-        ),
-        Backend("ort", "cpu", "dev", "ONNX Runtime, CPU provider, on the artifact's ONNX of that precision"),
-        Backend("openvino", "cpu", "openvino", "OpenVINO CPU plugin on the artifact's ONNX, precision hint explicit"),
-        Backend("trt", "cuda", "gpu", "TensorRT, the engine rbench build made for that precision"),
-        Backend("ort-cuda", "cuda", "gpu", "ONNX Runtime, CUDA provider with IOBinding (TF32 off)"),
-        Backend("ort-trt", "cuda", "gpu", "ONNX Runtime, TensorRT provider with IOBinding and engine caches"),
-    )
+#: CPU backends first, then the GPU ones, each in its module's order
+BACKENDS: dict[str, BackendSpec] = {
+    spec.name: spec
+    for spec in sorted((s for module in MODULES for s in module.SPECS), key=lambda s: s.device != "cpu")
 }
 
 
-def get_backend(name: str) -> Backend:
+def get_backend(name: str) -> BackendSpec:
+    """The spec of ``name``; an unknown name is bad input (exit 2) that lists the valid ones."""
     try:
         return BACKENDS[name]
     except KeyError:

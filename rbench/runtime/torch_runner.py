@@ -20,6 +20,7 @@ from torch import nn
 from rbench.env import cpu_flags
 from rbench.errors import EnvironmentProblem, unknown_choice
 from rbench.runtime.base import Runner, TensorSpec
+from rbench.runtime.spec import BackendSpec, Consumes, Executed, ModelSource, RunContext
 
 TORCH_DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.float32}  # bf16: autocast on FP32
 
@@ -121,6 +122,14 @@ class TorchRunner(Runner):
             else:
                 yield
 
+    def executed(self) -> Executed:
+        if self.precision == "bf16":
+            return Executed("bf16", "bf16 autocast (conv, matmul), rest fp32")
+        return Executed(self.precision, self.precision)
+
+    def threads(self) -> int | None:
+        return torch.get_num_threads()
+
     def device_callable(self, feed: Mapping[str, np.ndarray]) -> Callable[[], Any] | None:
         """A call of the model on this feed already on the device (for compute-only timing); CUDA only."""
         if not self.device.startswith("cuda"):
@@ -171,9 +180,64 @@ class CompiledTorchRunner(TorchRunner):
             inductor.freezing = True
         return torch.compile(model, mode=self.mode, dynamic=False)
 
-    @staticmethod
-    def compiles() -> int:
+    def compiles(self) -> int:
         """Frames dynamo has compiled in this process (a process-wide counter: compare before and after)."""
         from torch._dynamo.utils import counters
 
         return int(counters["frames"]["total"])
+
+
+def _fp16_check(precision: str, device: str) -> str | None:
+    return fp16_unsupported(device) if precision == "fp16" else None
+
+
+def _folded(kind: type[TorchRunner], variant: str, channels_last: bool) -> Any:
+    def build(source: ModelSource, precision: str, context: RunContext) -> TorchRunner:
+        return kind(
+            source.folded_model,
+            source.input_shape,
+            variant=variant.replace(" ", "+"),
+            channels_last=channels_last,
+            device=context.device,
+            precision=precision,
+            threads=context.threads,
+        )
+
+    return build
+
+
+_PRECISIONS = {"fp32": "FP32 (TF32 off on CUDA)", "fp16": "half weights and activations", "bf16": "bf16 autocast"}
+_NO_INT8 = {"int8": "no INT8 path in PyTorch here"}
+SPECS = (
+    BackendSpec(
+        "torch",
+        "cpu",
+        "dev",
+        "eager PyTorch on the artifact's weights, BatchNorm folded",
+        Consumes.WEIGHTS,
+        _PRECISIONS,
+        _folded(TorchRunner, "folded channels_last", True),
+        unavailable=_fp16_check,
+        variant="folded channels_last",
+        device_timing=True,
+        streams=True,
+        marker="o",
+        lacks=_NO_INT8,
+    ),
+    BackendSpec(
+        "torch-compile",
+        "cpu",
+        "dev",
+        "torch.compile (inductor): weight freezing on CPU, max-autotune on CUDA",
+        Consumes.WEIGHTS,
+        _PRECISIONS,
+        _folded(CompiledTorchRunner, "folded", False),
+        needs=("torch._inductor",),
+        unavailable=_fp16_check,
+        variant="folded",
+        device_timing=True,
+        streams=True,
+        marker="s",
+        lacks=_NO_INT8,
+    ),
+)

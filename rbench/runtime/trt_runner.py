@@ -11,15 +11,16 @@ Execution follows NVIDIA's ``common_runtime.py``: set each input's shape and eve
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from rbench.errors import ArtifactError, EnvironmentProblem
-from rbench.runtime.base import Runner, TensorSpec
+from rbench.runtime.base import Runner, Streams, TensorSpec
 from rbench.runtime.cuda_memory import DeviceMemory, device_memory
+from rbench.runtime.spec import BackendSpec, Consumes, ModelSource, RunContext
 from rbench.runtime.trt_common import (
     check_compatible,
     import_tensorrt,
@@ -171,19 +172,20 @@ class TrtRunner(Runner):
 
         return enqueue
 
-    def stream_callables(
-        self, feeds: list[Mapping[str, np.ndarray]]
-    ) -> tuple[list[Callable[[], None]], list[Callable[[], None]]]:
-        """For ``--streams``: one execution context and one CUDA stream (with buffers of its own) per feed, the
-        inputs copied to the device once. ``calls[k]()`` enqueues one inference on stream ``k`` without waiting;
+    def stream_callables(self, feeds: Sequence[Mapping[str, np.ndarray]], requests: int) -> list[Streams]:
+        """For ``--streams``: one execution context and one CUDA stream (with buffers of its own) per request, the
+        inputs copied to the device once. ``calls[k](i)`` enqueues one inference on stream ``k`` without waiting;
         ``finish[k]()`` waits for that stream. Contexts of one engine run concurrently, each on its own stream (the
         TensorRT developer guide's "Streaming"); they live until the runner is released."""
+        count = max(1, requests)
         calls, finish = [], []
-        for feed in feeds:
-            context, memory = self._new_context(feed)
-            calls.append(self._enqueuer(context, memory))
+        for k in range(count):
+            context, memory = self._new_context(feeds[k % len(feeds)])
+            enqueue = self._enqueuer(context, memory)
+            calls.append(lambda i, enqueue=enqueue: enqueue())
             finish.append(memory.synchronize)
-        return calls, finish
+        mode = "TensorRT execution contexts, one CUDA stream and host thread each"
+        return [Streams(calls, finish, mode, count, count, 1)]
 
     def _enqueue(self, bound: tuple[tuple[str, tuple[int, ...], int], ...]) -> None:
         """Run the engine; with ``cuda_graph``, replay the graph captured for these shapes and buffer addresses."""
@@ -199,3 +201,28 @@ class TrtRunner(Runner):
             self._graphs[bound] = memory.capture(enqueue)
             return
         self._graphs[bound]()
+
+
+def _build(source: ModelSource, precision: str, context: RunContext) -> TrtRunner:
+    """The engine ``rbench build`` made for that precision; a benchmark row builds it (or reuses its cache) on the
+    way, as part of its cold start."""
+    engine = source.engine_file(precision, build=context.build_engines)
+    return TrtRunner(engine, precision=precision, source_sha256=source.source_sha256(precision))
+
+
+SPECS = (
+    BackendSpec(
+        "trt",
+        "cuda",
+        "gpu",
+        "TensorRT, the engine rbench build made for that precision",
+        Consumes.ENGINE,
+        {"fp32": "engines/model.fp32.engine", "fp16": "engines/model.fp16.engine", "int8": "engines/model.int8.engine"},
+        _build,
+        needs=("tensorrt",),
+        streams=True,
+        device_timing=True,
+        marker="P",
+        lacks={"bf16": "trt runs the artifact's graphs; bf16 has none"},
+    ),
+)

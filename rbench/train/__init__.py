@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
-from rbench.train.loop import TrainConfig, TrainResult, train
+from rbench.train.config import TrainConfig, TrainResult
+from rbench.train.loop import train
 
 __all__ = ["TrainConfig", "TrainResult", "train"]

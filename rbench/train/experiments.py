@@ -29,7 +29,7 @@ DEGRADATION_DEPTHS = (20, 56)  # the shallower and the deeper net of each kind
 
 
 def experiment_dir(out: str | Path, name: str) -> Path:
-    from rbench.export.pipeline import check_output_folder
+    from rbench._io import check_output_folder
 
     check_output_folder(Path(out))
     stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
@@ -48,7 +48,8 @@ def degradation(
     progress: Progress = Silent(),
 ) -> dict[str, Any]:
     """Train the four nets on digits, no augmentation, identical settings; return and write the curves."""
-    from rbench.train.loop import TrainConfig, train
+    from rbench.train.config import TrainConfig
+    from rbench.train.loop import train
 
     if epochs < 2:
         raise BadInputError(f"--epochs must be 2 or more, got {epochs}")
@@ -188,8 +189,8 @@ def gradients(
     folder: Path, depth: int = 56, steps: int = 30, seed: int = 0, lr: float = 0.01, progress: Progress = Silent()
 ) -> dict[str, Any]:
     """Gradient norms per layer, at initialization and after ``steps`` SGD steps, for every variant."""
+    from rbench.data.datasets import load_dataset
     from rbench.models import create_model, get_spec
-    from rbench.train.datasets import load_dataset
 
     names = (f"plain{depth}", f"resnet{depth}")
     for name in names:

@@ -18,8 +18,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from rbench.data.datasets import Dataset
 from rbench.progress import Progress
-from rbench.train.datasets import Dataset
 
 FEATURE_BATCH = 32
 
@@ -108,7 +108,9 @@ def train_head(
     model: nn.Module, data: Dataset, config: Any, device: torch.device, progress: Progress, run_dir: Path | None
 ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """Train ``model.fc`` alone on cached features; the backbone, BatchNorm statistics included, stays as loaded."""
-    from rbench.train.loop import epoch_line, epoch_row, make_optimizer, make_schedule, save_epoch, scores
+    from rbench.train.checkpoint import save_epoch
+    from rbench.train.epoch import epoch_line, epoch_row, scores
+    from rbench.train.recipe import epoch_seed, make_optimizer, make_schedule
 
     cache_dir = Path(config.out) / ".cache" / "features"
     began = time.perf_counter()
@@ -138,7 +140,7 @@ def train_head(
     for epoch in range(config.epochs):
         progress.step(f"head epoch {epoch + 1}/{config.epochs}", total=steps)
         start = time.perf_counter()
-        order = torch.randperm(len(x), generator=torch.Generator().manual_seed(config.seed * 1_000_003 + epoch))
+        order = torch.randperm(len(x), generator=torch.Generator().manual_seed(epoch_seed(config.seed, epoch)))
         loss_sum = correct = 0.0
         for i in range(0, len(x), config.batch_size):
             index = order[i : i + config.batch_size]

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from rbench.bench.plan import plan_rows
-from rbench.bench.run import _recompiled_during_timing, executed_precision, peak_key
+from rbench.bench.run import _recompiled_during_timing
 from rbench.export.artifact import Artifact
 from rbench.runtime import CompiledTorchRunner
 
@@ -26,15 +26,27 @@ def test_skip_reasons(resnet20_all, monkeypatch):
 
     real = importlib.util.find_spec
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "openvino" else real(name, *a))
-    plans = _plans(resnet20_all, ["torch", "ort", "openvino", "trt"], ["fp16", "bf16"])
+    monkeypatch.setattr("rbench.runtime.torch_runner.cpu_flags", lambda: {"avx2", "avx512f"})  # no native FP16
+    plans = _plans(resnet20_all, ["torch", "ort", "openvino", "trt"], ["fp16", "bf16", "int8"])
     assert plans["openvino cpu bf16"].skip == "openvino is not installed: pip install 'rbench[openvino]'"
-    assert plans["ort cpu bf16"].skip == "ONNX Runtime's CPU provider has no bf16 execution setting"
+    assert plans["ort cpu bf16"].skip == (
+        "ONNX Runtime's CPU provider has no bf16 execution setting; bf16 runs on torch, torch-compile, openvino"
+    )
+    assert plans["torch folded channels_last int8"].skip == (
+        "no INT8 path in PyTorch here; int8 runs on ort, openvino, ort-cuda, ort-trt, trt"
+    )
     assert plans["trt fp16"].skip.startswith("no CUDA device here")
-    from rbench.env import cpu_flags
-
-    if "avx512_fp16" not in cpu_flags():
-        assert plans["torch folded channels_last fp16"].skip == "no native FP16 on this CPU"
+    assert plans["torch folded channels_last fp16"].skip == "no native FP16 on this CPU"
     assert plans["torch folded channels_last bf16"].skip is None and plans["ort cpu fp16"].file == "model.fp16.onnx"
+    monkeypatch.setattr("rbench.runtime.torch_runner.cpu_flags", lambda: {"avx512f", "avx512_fp16"})
+    assert _plans(resnet20_all, ["torch"], ["fp16"])["torch folded channels_last fp16"].skip is None
+
+
+def test_an_unknown_backend_is_refused_never_another_backend(resnet20_all):
+    from rbench.errors import BadInputError
+
+    with pytest.raises(BadInputError, match="unknown backend 'ort-openvino'; choose from torch, torch-compile, ort,"):
+        _plans(resnet20_all, ["ort", "ort-openvino"], ["fp32"])
 
 
 def test_recompilation_beyond_the_planned_shapes_is_detected():
@@ -53,22 +65,30 @@ def test_recompilation_beyond_the_planned_shapes_is_detected():
     np.testing.assert_allclose(out, model(torch.ones(2, 3, 8, 8)).detach().numpy(), rtol=1e-5, atol=1e-6)
 
 
-@pytest.mark.parametrize(
-    ("backend", "precision", "settings", "executed", "peak"),
-    [
-        ("openvino", "fp32", {"convolutions": {"f32": 19}}, "conv f32 x19", "fp32"),
-        ("openvino", "fp32", {"convolutions": {"bf16": 19}}, "conv bf16 x19", "bf16"),  # a silent bf16 shows
-        ("openvino", "int8", {"convolutions": {"u8": 18, "f32": 1}}, "conv u8 x18, f32 x1", "int8"),
-        ("torch", "bf16", {}, "bf16 autocast (conv, matmul), rest fp32", "bf16"),
-        ("ort", "fp16", {}, "fp16", "fp32"),
-    ],
-)
-def test_the_executed_precision_decides_the_peak(backend, precision, settings, executed, peak):
-    from rbench.bench.run import Row
+def test_what_executed_is_read_from_the_runner_and_decides_the_peak(resnet20_all):
+    """OpenVINO's compiled graph says what its convolutions run in (a silent bf16 shows); torch autocast and an
+    FP16 graph on ONNX Runtime's CPU provider say theirs; the executed precision picks the peak."""
+    from rbench.bench.peak import Probe
+    from rbench.bench.results import Efficiency
+    from rbench.runtime import OpenVinoRunner, OrtRunner, TorchRunner
 
-    assert executed_precision(backend, precision, settings) == executed
-    row = Row(backend, precision, "", "", "cpu", None, executed=executed)
-    assert peak_key(row) == peak
+    found = []
+    for convolutions in ({"f32": 19}, {"bf16": 19}, {"u8": 18, "f32": 1}):
+        runner = OpenVinoRunner(resnet20_all.path / "model.onnx", "fp32")
+        runner.executed_convolutions = convolutions
+        found.append(runner.executed())
+    found.append(TorchRunner(torch.nn.Identity(), (3, 4, 4), precision="bf16").executed())
+    found.append(OrtRunner(resnet20_all.path / "model.fp16.onnx", precision="fp16").executed())
+    assert [(e.precision, e.detail) for e in found] == [
+        ("fp32", "conv f32 x19"),
+        ("bf16", "conv bf16 x19"),
+        ("int8", "conv u8 x18, f32 x1"),
+        ("bf16", "bf16 autocast (conv, matmul), rest fp32"),
+        ("fp32", "fp16"),
+    ]
+    peaks = {"fp32": Probe("numpy", "fp32", 100.0), "bf16": Probe("torch", "bf16", 400.0)}
+    shares = [Efficiency.of(10.0, 10**9, e.precision, peaks).share_of_peak for e in found]
+    assert shares == [0.2, 0.05, None, 0.05, 0.2]  # 20 GFLOP/s against each executed precision's peak
 
 
 def test_run_completes_an_artifact_without_touching_what_it_has(tmp_path):

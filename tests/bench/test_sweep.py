@@ -20,14 +20,16 @@ SMALL = Preprocess(size=16, resize=18)
 class Spy(NoopRunner):
     """Records every call; fails at one batch size; can return NaN."""
 
-    def __init__(self, fail_at: int | None = None, nan: bool = False) -> None:
+    def __init__(self, fail_at: int | None = None, nan: bool = False, delay: float = 0.0) -> None:
         super().__init__((3, 16, 16))
         self.calls: list[tuple[int, bool, bytes]] = []
-        self.fail_at, self.nan = fail_at, nan
+        self.fail_at, self.nan, self.delay = fail_at, nan, delay
 
     def infer(self, feed, check_inputs=True):
         x = feed["input"]
         self.calls.append((len(x), check_inputs, x.tobytes()[:64]))
+        if self.delay:
+            time.sleep(self.delay)
         return super().infer(feed, check_inputs)
 
     def _infer(self, feed):
@@ -52,11 +54,15 @@ def test_pool_has_distinct_images_and_batches_cycle_through_it(pool):
 
 
 def test_counts_durations_and_validation_outside_the_timed_loop(pool):
-    config = BenchConfig(batch_sizes=(1, 4), warmup_s=0.0, duration_s=0.05, min_iterations=25)
-    with Spy() as runner:
+    config = BenchConfig(batch_sizes=(1, 4), warmup_s=0.0, duration_s=0.2, min_iterations=25)
+    with Spy(delay=0.002) as runner:
+        began = time.perf_counter()
         points = sweep(runner, pool, config, "input")
+        wall = time.perf_counter() - began
     assert [p.batch for p in points] == [1, 4] and all(p.error is None for p in points)
-    assert all(p.stats["iterations"] >= 25 and p.stats["total_s"] >= 0 for p in points)
+    assert all(p.stats.iterations >= 25 and min(p.samples) >= 0.002 for p in points)  # each call timed whole
+    assert all(config.duration_s <= p.stats.total_s for p in points)  # timed until the duration had passed
+    assert sum(p.stats.total_s for p in points) <= wall  # and only the calls: not the warm-up, not the checks
     assert all(check is False for _, check, _ in runner.calls)  # infer never re-validates inside the loop
     assert len({data for n, _, data in runner.calls if n == 1}) == 12  # every image of the pool was used
     assert points[0].first_inference_s is not None and points[0].peak_rss_mb > 0
@@ -131,7 +137,7 @@ def test_cuda_points_time_compute_alone_where_the_runner_offers_it(pool, monkeyp
     with OnDevice() as runner:
         (point,) = sweep(runner, pool, config, "input")
     assert point.error is None and point.peak_device_mb == 3.0
-    assert point.compute_stats["iterations"] >= 5 and point.compute_stats["p50"] >= 0.0005
+    assert point.compute_stats.iterations >= 5 and point.compute_stats.p50 >= 0.0005
     assert OnDevice.device_calls >= 6  # one warm-up call, then one per sample
     with Spy() as plain:  # a runner without a device path: end-to-end only
         (point,) = sweep(plain, pool, config, "input")
@@ -143,7 +149,7 @@ def test_torch_cuda_streams_run_one_thread_per_stream(pool, monkeypatch):
     import contextlib
     import threading
 
-    from rbench.bench.concurrency import cuda_streams_throughput
+    from rbench.bench.concurrency import measure_streams
 
     seen: set[tuple[int, int]] = set()
 
@@ -167,7 +173,8 @@ def test_torch_cuda_streams_run_one_thread_per_stream(pool, monkeypatch):
             return call
 
     with OnDevice() as runner:
-        found = cuda_streams_throughput(runner, [pool[:2], pool[2:4]], streams=2, seconds=0.1)
+        runner.device = "cuda"
+        (found,) = measure_streams(runner, [{"input": pool[:2]}, {"input": pool[2:4]}], 2, seconds=0.1)
     assert (found["streams"], found["requests"], found["threads_per_stream"]) == (2, 2, 1)
     assert len(made) == 2 and all(s.synced for s in made)
     assert len({thread for thread, _ in seen}) >= 2 and found["throughput"] > 0  # two threads, two inputs
@@ -247,11 +254,11 @@ def _stand_in_trt_runner(monkeypatch, tmp_path):
 def test_tensorrt_streams_use_one_execution_context_and_stream_each(monkeypatch, tmp_path):
     import numpy as np
 
-    from rbench.bench.concurrency import cuda_streams_throughput
+    from rbench.bench.concurrency import measure_streams
 
     runner, contexts = _stand_in_trt_runner(monkeypatch, tmp_path)
     feeds = [np.zeros((4, 3, 8, 8), np.float32), np.ones((4, 3, 8, 8), np.float32)]
-    found = cuda_streams_throughput(runner, feeds, streams=3, seconds=0.1)
+    (found,) = measure_streams(runner, [{"input": f} for f in feeds], 3, seconds=0.1)
     made = [m for _, m in runner._streams]
     assert len(contexts) == 3 and len(made) == 3  # a context and a stream per request in flight
     assert all(c.enqueued and {s for s, _ in c.enqueued} == {m.stream} for c, m in zip(contexts, made, strict=True))

@@ -11,8 +11,8 @@ import shutil
 import numpy as np
 import pytest
 
-from rbench.bench.backends import runner_for
 from rbench.bench.parity import artifact_parity
+from rbench.bench.plan import runner_for
 from rbench.errors import BadInputError, EnvironmentProblem
 from rbench.export.artifact import Artifact
 from rbench.export.engine import BuildConfig, build_engine

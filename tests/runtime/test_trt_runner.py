@@ -199,7 +199,7 @@ def test_build_cli_bad_profile_exits_2(resnet20_artifact):
     assert result.stderr == "error: the batch profile needs 1 <= min <= opt <= max, got min 8, opt 8, max 4\n"
 
 
-def test_runner_with_unusable_memory_kind_is_an_environment_problem():
+def test_an_unknown_device_memory_kind_is_bad_input():
     from rbench.runtime.cuda_memory import device_memory
 
     with pytest.raises(BadInputError, match="unknown device memory 'cupy'; choose from auto, torch, pycuda"):

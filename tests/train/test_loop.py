@@ -17,7 +17,7 @@ from conftest import write_image_tree
 from rbench.models.checkpoint import load_checkpoint, read_meta
 from rbench.progress import Silent
 from rbench.train import TrainConfig, train
-from rbench.train.loop import resume_config
+from rbench.train.config import resume_config
 
 
 def test_a_short_run_on_digits_learns(digits_run):
@@ -57,7 +57,8 @@ def test_exactly_one_optimizer_step_per_batch(tmp_path, monkeypatch, amp):
     calls = _counting_steps(monkeypatch)
     result = train(TrainConfig(data="synthetic", epochs=2, batch_size=10, amp=amp, limit=30, out=str(tmp_path)))
     assert calls["n"] == 2 * 3  # 30 images in batches of 10: 3 batches an epoch
-    assert result.metrics["optimizer_steps"] == result.metrics["batches"] == 6
+    assert result.metrics["batches"] == 6 and result.metrics["skipped_steps"] == 0
+    assert result.metrics["optimizer_steps"] == calls["n"]  # the metric counts the optimizer's real steps
     assert result.metrics["precision"] == ("bfloat16" if amp == "bf16" else "float32")
 
 
@@ -127,7 +128,7 @@ def test_two_process_ddp_on_cpu_writes_one_checkpoint(tmp_path):
 
 def test_a_full_fine_tune_gives_the_backbone_a_lower_learning_rate():
     from rbench.models import create_model
-    from rbench.train.loop import _parameter_groups
+    from rbench.train.recipe import parameter_groups as _parameter_groups
 
     config = TrainConfig(init="any-checkpoint.safetensors", backbone_lr=0.1)
     groups = _parameter_groups(create_model("resnet20"), config)
@@ -137,3 +138,43 @@ def test_a_full_fine_tune_gives_the_backbone_a_lower_learning_rate():
     assert {g["weight_decay"] for g in groups if all(p.ndim == 1 for p in g["params"])} == {0.0}
     fresh = _parameter_groups(create_model("resnet20"), TrainConfig())
     assert {g["lr"] for g in fresh} == {0.1}  # from scratch: one learning rate
+
+
+def test_a_step_the_grad_scaler_skips_is_not_counted_as_a_step(monkeypatch):
+    """FP16 loss scaling skips the optimizer step on inf/NaN gradients (and halves the scale): that batch counts
+    as a skipped step, and only real optimizer steps count as steps."""
+    from rbench.train.loop import COUNTS, _Step
+
+    calls = _counting_steps(monkeypatch)
+
+    class Scaler:  # GradScaler's contract: step() skips optimizer.step() when it found inf/NaN gradients
+        def __init__(self, skip: list[bool]):
+            self.skip, self.scale_value = skip, 65536.0
+
+        def is_enabled(self):
+            return True
+
+        def scale(self, loss):
+            return loss
+
+        def get_scale(self):
+            return self.scale_value
+
+        def step(self, optimizer):
+            if self.skip.pop(0):
+                self.scale_value /= 2
+            else:
+                optimizer.step()
+
+        def update(self):
+            pass
+
+    model = torch.nn.Linear(4, 3)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: 1.0)
+    counts = dict.fromkeys(COUNTS, 0)
+    step = _Step(model, optimizer, schedule, Scaler([False, True, False]), torch.nn.CrossEntropyLoss(), None,
+                 torch.device("cpu"), counts)  # fmt: skip
+    for _ in range(3):
+        step(torch.ones(2, 4), torch.tensor([0, 1]))
+    assert counts == {"optimizer_steps": 2, "batches": 3, "skipped_steps": 1} and calls["n"] == 2

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 
@@ -19,3 +21,13 @@ def confusion(predicted: np.ndarray, labels: np.ndarray, classes: int) -> np.nda
     m = np.zeros((classes, classes), dtype=np.int64)
     np.add.at(m, (labels, predicted), 1)
     return m
+
+
+def accuracy(logits: np.ndarray, y: np.ndarray) -> dict[str, Any]:
+    """top-1, top-5, the count, and the confusion matrix (rows: true class, columns: predicted)."""
+    return {
+        "top1": topk(logits, y, 1),
+        "top5": topk(logits, y, 5),
+        "images": len(y),
+        "confusion": confusion(logits.argmax(1), y, logits.shape[1]).tolist(),
+    }

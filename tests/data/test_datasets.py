@@ -7,8 +7,8 @@ import pytest
 from conftest import write_image_tree
 
 from rbench.data import Preprocess, digits_images
+from rbench.data.datasets import load_dataset, read_labels_file
 from rbench.errors import BadInputError
-from rbench.train.datasets import load_dataset, read_labels_file
 
 SMALL = Preprocess(size=16, resize=16)
 
