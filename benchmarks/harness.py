@@ -62,7 +62,7 @@ def main() -> None:
         with OrtRunner(path, intra_op_threads=threads) as runner:
             bare_loop(session, feeds, 1.0)  # warm both
             for _ in range(4):  # alternating blocks: A B A B ...
-                harness.append(time_point(runner, pool, 1, config, "input").stats["p50"])
+                harness.append(time_point(runner, pool, 1, config, "input").stats.p50)
                 bare.append(float(np.median(bare_loop(session, feeds, 3.0))))
     latency = float(np.median(harness))
     summary = {

@@ -45,3 +45,18 @@ def test_files_and_families():
     assert int8.bounds("imagenet") == int8.bounds(None) == int8.tolerance
     assert int8.bounds("cifar").min_cosine == 0.9 and int8.bounds("plain").min_top1 == 0.85
     assert get_precision("fp16").bounds("cifar") == get_precision("fp16").tolerance  # no family override
+
+
+def test_every_exported_precision_has_one_converter_and_its_options_make_it_again():
+    from dataclasses import asdict
+
+    from rbench.export.precision import CONVERTERS, Int8Config
+    from rbench.precisions import EXPORTED
+
+    assert set(CONVERTERS) == set(EXPORTED) - {"fp32"}  # fp32 is the export itself
+    assert all(c.precision == name and c.calibrates == (name == "int8") for name, c in CONVERTERS.items())
+    assert CONVERTERS["fp16"].cli_args({"keep_io_types": False}) == ["--io", "fp16"]
+    recorded = asdict(Int8Config(method="minmax", calibration="digits", samples=32, seed=3))
+    assert CONVERTERS["int8"].cli_args(recorded) == [
+        "--calibration", "digits", "--calib-method", "minmax", "--calib-samples", "32", "--seed", "3",
+    ]  # fmt: skip

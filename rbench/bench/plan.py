@@ -49,7 +49,10 @@ def plan_rows(
 
 def why_not(spec: BackendSpec, precision: str, device: str) -> tuple[type[Exception], str] | None:
     """Why ``spec`` cannot run ``precision`` here, with the error it is when a command needs that very row: a
-    precision the backend has no path for is bad input, what this machine lacks an environment problem."""
+    precision the backend has no path for is bad input, what this machine lacks an environment problem. A GPU
+    backend on a CPU run says so first, for every precision."""
+    if (absent := spec.no_device(device)) is not None:
+        return EnvironmentProblem, absent
     if precision not in spec.precisions:
         runs = [name for name, other in BACKENDS.items() if precision in other.precisions]
         lack = spec.lacks.get(precision, f"{spec.name} has no {precision} path")

@@ -150,7 +150,7 @@ def _measure(row: Row, plan: RowPlan, runner: Runner, context: _Context) -> None
     artifact, config = context.artifact, context.config
     photos, expected, _ = context.references
     row.settings = runner.settings()
-    row.threads = runner.threads()
+    row.threads = runner.threads_in_use()
     executed = runner.executed()
     row.executed, row.executed_precision = executed.detail, executed.precision
     row.parity = _parity(runner, photos, expected, plan.precision, artifact.bounds_family)
@@ -281,30 +281,33 @@ def prepare_artifact(
     artifacts_root: Path,
     progress: Progress = Silent(),
 ) -> Artifact:
-    """The artifact a run measures, with every exported precision it needs: an existing one (``artifact_dir``) is
-    completed in place; otherwise the model is exported (or re-exported, reusing every file made with the same
-    settings) into ``artifacts_root``. Parity is the run's own, per row, so the export does not repeat it."""
+    """The artifact a run measures, with every exported precision it needs.
+
+    An existing one (``artifact_dir``) is verified first (every file against its recorded SHA-256: exit 3 before
+    any work), then completed in the folder the user named, whatever its name; nothing else is ever measured in
+    its place. Otherwise the model is exported (or re-exported, reusing every file made with the same settings)
+    into ``artifacts_root``. Parity is the run's own, per row, so the export does not repeat it."""
     from rbench.export.onnx_export import ExportConfig
     from rbench.export.pipeline import export_artifact
     from rbench.precisions import get_precision
 
     needed = sorted({"fp32"} | {p for p in precisions if get_precision(p).exported})
-    if artifact_dir is not None:
-        artifact = Artifact.open(artifact_dir)
-        if set(needed) <= set(artifact.precisions):
-            return artifact
-        m, export = artifact.manifest["model"], artifact.manifest.get("export", {})
-        weights_file = str(artifact.path / "weights.safetensors")
-        names = tuple(m["class_names"]) if m.get("class_names") else None
-        seed = model_config.seed if model_config else 0
-        config = ModelConfig(
-            m["name"], weights_file, seed, m["num_classes"], m.get("options", {}), names, artifact.preprocess
-        )
-        config = replace(config, trained=m.get("trained"))
-        settings = {k: export[k] for k in ("opset", "dynamic_batch", "simplify") if k in export}
-        # only what is missing: the export carries every file the artifact already has over, untouched
-        result = export_artifact(config, ExportConfig(**settings), artifact.path.parent, needed, progress)
+    if artifact_dir is None:
+        assert model_config is not None, "a model to export, or an artifact"
+        result = export_artifact(model_config, ExportConfig(), artifacts_root, needed, progress)
         return Artifact.open(result.path)
-    assert model_config is not None, "a model to export, or an artifact"
-    result = export_artifact(model_config, ExportConfig(), artifacts_root, needed, progress)
+    artifact = Artifact.open(artifact_dir).verify()
+    if set(needed) <= set(artifact.precisions):
+        return artifact
+    m, export = artifact.manifest["model"], artifact.manifest.get("export", {})
+    names = tuple(m["class_names"]) if m.get("class_names") else None
+    seed = model_config.seed if model_config else 0
+    weights = str(artifact.path / "weights.safetensors")
+    config = ModelConfig(m["name"], weights, seed, m["num_classes"], m.get("options", {}), names, artifact.preprocess)
+    config = replace(config, trained=m.get("trained"))
+    settings = {k: export[k] for k in ("opset", "dynamic_batch", "simplify") if k in export}
+    # only what is missing: the export carries every file the artifact already has over, untouched
+    result = export_artifact(
+        config, ExportConfig(**settings), artifact.path.parent, needed, progress, into=artifact.path
+    )
     return Artifact.open(result.path)

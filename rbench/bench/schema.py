@@ -11,7 +11,7 @@ from typing import Any
 
 from rbench.errors import BadInputError
 
-_ROW = {"backend": str, "precision": str, "variant": str, "device": str, "baseline": bool, "points": list}
+_ROW = {"backend": str, "precision": str, "variant": str, "device": str, "points": list}
 _STATS = ("p50", "p90", "p99", "mean", "throughput")
 
 
@@ -39,7 +39,7 @@ def validate_results(data: Any, path: Path) -> None:
     that is missing or wrong."""
     if not isinstance(data, dict):
         raise _bad(path, "the file", data, "a JSON object")
-    for key, kind in (("environment", dict), ("config", dict), ("rows", list)):
+    for key, kind in (("environment", dict), ("config", dict), ("model", dict), ("rows", list)):
         _need(data, key, kind, path, "")
     for i, row in enumerate(data["rows"]):
         where = f"rows[{i}]"

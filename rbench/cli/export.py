@@ -80,7 +80,8 @@ def export(
     cache = out_dir / ".cache" / "calibration"
     int8 = Int8Config(calib_method.value, calibration, calib_samples, seed, cache_dir=cache)
     with progress(not as_json) as shown:
-        result = export_artifact(model_config, export_config, out_dir, precisions, shown, fp16, int8)
+        settings = {"fp16": fp16, "int8": int8}
+        result = export_artifact(model_config, export_config, out_dir, precisions, shown, settings)
     if as_json:
         out.print_json(json.dumps(_summary(result)))
     else:

@@ -180,7 +180,7 @@ def _check_inputs(model: str | None, weights: str, artifact: Path | None, out_di
     if artifact is not None:
         from rbench.export.artifact import Artifact
 
-        Artifact.open(artifact)
+        Artifact.open(artifact).verify()  # a tampered artifact: exit 3 before any work
     else:
         config = model_config_for(model, weights, seed)
         validate_model_config(config)

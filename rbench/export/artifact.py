@@ -18,7 +18,7 @@ from torch import nn
 
 from rbench._io import read_json_record, sha256_file, verify_sha256
 from rbench.data import Preprocess
-from rbench.errors import BadInputError
+from rbench.errors import ArtifactError, BadInputError
 from rbench.precisions import EXPORTED, get_precision
 from rbench.runtime.spec import ENGINE_DIR, WEIGHTS_FILE
 
@@ -48,6 +48,17 @@ class Artifact:
             _ = m["model"]["name"], m["precisions"]["fp32"]["file"], m["weights"]["file_sha256"]
 
         return cls(directory, read_json_record(manifest_path, SCHEMA_VERSION, require, "manifest"))
+
+    def verify(self) -> Artifact:
+        """Every file the manifest records is there with its recorded SHA-256 (exit 3 otherwise): what a command
+        checks before any heavy work, so a tampered artifact is refused, never replaced by another."""
+        recorded = [(WEIGHTS_FILE, self.manifest["weights"]["file_sha256"])]
+        recorded += [(e["file"], e["sha256"]) for e in self.manifest["precisions"].values()]
+        for name, sha in recorded:
+            if not (self.path / name).is_file():
+                raise ArtifactError(f"rebuild required: {self.path} is missing {name}, which its manifest records")
+            verify_sha256(self.path / name, sha, "manifest", "export")
+        return self
 
     @property
     def model_name(self) -> str:
@@ -162,20 +173,9 @@ class Artifact:
 
 
 def _settings_args(precision: str, settings: dict[str, Any]) -> list[str]:
-    if precision == "fp16" and settings.get("keep_io_types") is False:
-        return ["--io", "fp16"]
-    if precision == "int8" and settings:
-        return [
-            "--calibration",
-            str(settings["calibration"]),
-            "--calib-method",
-            settings["method"],
-            "--calib-samples",
-            str(settings["samples"]),
-            "--seed",
-            str(settings["seed"]),
-        ]
-    return []
+    from rbench.export.precision import CONVERTERS
+
+    return CONVERTERS[precision].cli_args(settings) if precision in CONVERTERS else []
 
 
 def precision_entry(path: Path, model: Any, settings: dict[str, Any]) -> dict[str, Any]:

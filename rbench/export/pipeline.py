@@ -13,7 +13,7 @@ import os
 import platform
 import shutil
 import tempfile
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -29,18 +29,15 @@ from rbench._io import (
     write_json_atomic,
 )
 from rbench.data import Preprocess
-from rbench.errors import BadInputError, RbenchError
+from rbench.errors import ArtifactError, BadInputError, RbenchError
 from rbench.export.artifact import MANIFEST, SCHEMA_VERSION, WEIGHTS_FILE, Artifact, precision_entry
 from rbench.export.fold import fold_batchnorm
 from rbench.export.onnx_export import ExportConfig, export_onnx, save_onnx, validate_export_config
 from rbench.export.precision import (
-    Fp16Config,
-    Int8Config,
     calibration_data,
     calibration_for,
-    make_precision,
-    precision_settings,
-    validate_int8,
+    converter,
+    default_settings,
 )
 from rbench.models import ModelConfig, create_model, get_spec, validate_model_config
 from rbench.models.weights import state_dict_sha256
@@ -81,12 +78,13 @@ def export_artifact(
     out: str | os.PathLike[str] = "artifacts",
     precisions: Sequence[str] = ("fp32",),
     progress: Progress = Silent(),
-    fp16: Fp16Config = Fp16Config(),
-    int8: Int8Config = Int8Config(),
+    settings: Mapping[str, Any] | None = None,
     parity: ParityCheck | None = None,
+    into: Path | None = None,
 ) -> ExportResult:
-    """Export one model into ``out/<model>-<digest>/``, check each precision with ``parity``; return where and how
-    well. Every setting is checked before any heavy work."""
+    """Export one model into ``out/<model>-<digest>/`` (or ``into``, an artifact folder of this very model being
+    completed under the name its user gave it), check each precision with ``parity``; return where and how well.
+    Every setting is checked before any heavy work."""
     for precision in precisions:
         if not get_precision(precision).exported:
             raise BadInputError(
@@ -96,9 +94,11 @@ def export_artifact(
     precisions = [p for p in EXPORTED if p in precisions or p == "fp32"]
     validate_model_config(model_config)
     validate_export_config(export_config)
-    int8 = calibration_for(int8, model_config.trained)
-    if "int8" in precisions:
-        validate_int8(int8)
+    settings = {**default_settings(), **(settings or {})}  # one settings object per reduced precision
+    if "int8" in settings:
+        settings["int8"] = calibration_for(settings["int8"], model_config.trained)
+    for precision in precisions[1:]:
+        converter(precision).validate(settings[precision])
     out = Path(out)
     check_output_folder(out)
     spec = get_spec(model_config.name)
@@ -115,7 +115,7 @@ def export_artifact(
     tmp = Path(tempfile.mkdtemp(prefix=temp_dir_prefix("tmp", spec.name), dir=out))
     try:
         final, artifact, reports = _write(
-            tmp, out, model, onnx_model, manifest, precisions, progress, notices, fp16, int8, parity
+            tmp, into or out, model, onnx_model, manifest, precisions, progress, notices, settings, parity, into
         )
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -136,22 +136,27 @@ def _write(
     precisions: list[str],
     progress: Progress,
     notices: list[str],
-    fp16: Fp16Config,
-    int8: Int8Config,
+    chosen: Mapping[str, Any],
     parity: ParityCheck | None,
+    into: Path | None = None,
 ) -> tuple[Path, Artifact, dict[str, ParityOutcome]]:
     """Fill ``tmp`` with the artifact (keeping what an earlier export of the same model made) and move it into
-    place as ``out/<model>-<digest>``."""
+    place as ``out/<model>-<digest>``, or as ``into``, which must hold this very FP32 model."""
     fp32_path = tmp / PRECISIONS["fp32"].file
     save_onnx(onnx_model, fp32_path)
     _save_weights(model, tmp / WEIGHTS_FILE)
     manifest["weights"]["file_sha256"] = sha256_file(tmp / WEIGHTS_FILE)
     settings = {k: v for k, v in manifest["export"].items() if not k.startswith("bn_")}
     manifest["precisions"]["fp32"] = precision_entry(fp32_path, onnx_model, settings)
-    final = out / f"{manifest['model']['name']}-{manifest['precisions']['fp32']['sha256'][:12]}"
+    final = into or out / f"{manifest['model']['name']}-{manifest['precisions']['fp32']['sha256'][:12]}"
     previous = _previous(final, manifest, notices)
+    if into is not None and previous is None:
+        raise ArtifactError(
+            f"{into}: its weights no longer export to the FP32 model it records; it cannot be completed in place "
+            f"(export it anew: rbench export --weights {into / WEIGHTS_FILE} --precision all)"
+        )
     for precision in precisions[1:]:
-        _add_precision(tmp, manifest, precision, previous, fp16, int8, progress, notices)
+        _add_precision(tmp, manifest, precision, previous, chosen[precision], progress, notices)
     _carry_over(previous, tmp, manifest, set(precisions))
     manifest["precisions"] = {p: manifest["precisions"][p] for p in PRECISIONS if p in manifest["precisions"]}
     write_json_atomic(tmp / MANIFEST, manifest)
@@ -185,17 +190,16 @@ def _add_precision(
     manifest: dict[str, Any],
     precision: str,
     previous: Artifact | None,
-    fp16: Fp16Config,
-    int8: Int8Config,
+    chosen: Any,
     progress: Progress,
     notices: list[str],
 ) -> None:
     """Make one reduced-precision file, or reuse the previous export's when it was made with the same settings."""
     file = PRECISIONS[precision].file
-    data = (
-        calibration_data(int8, Preprocess.from_dict(manifest["model"]["preprocess"])) if precision == "int8" else None
-    )
-    settings = precision_settings(precision, fp16, int8, data)
+    made_by = converter(precision)
+    preprocess = Preprocess.from_dict(manifest["model"]["preprocess"])
+    data = calibration_data(chosen, preprocess) if made_by.calibrates else None
+    settings = made_by.record(chosen, data)
     old = previous.manifest["precisions"].get(precision) if previous else None
     if old is not None and old.get("settings") == settings and _intact(previous, old):
         _link(previous.path / file, tmp / file)
@@ -205,7 +209,7 @@ def _add_precision(
     if old is not None:
         notices.append(f"replaced {file}: {_settings_change(old.get('settings', {}), settings)}")
     fp32 = tmp / PRECISIONS["fp32"].file
-    model = make_precision(fp32, precision, fp16, int8, data, manifest["model"]["input_name"], progress)
+    model = made_by.make(fp32, chosen, data, manifest["model"]["input_name"], progress)
     save_onnx(model, tmp / file)
     manifest["precisions"][precision] = precision_entry(tmp / file, model, settings)
 

@@ -271,39 +271,86 @@ def check_qdq_symmetric(model: onnx.ModelProto) -> None:
                 raise RuntimeError(f"{node.name}: non-zero zero-point; TensorRT needs symmetric quantization")
 
 
-def precision_settings(precision: str, fp16: Fp16Config, int8: Int8Config, data: np.ndarray | None) -> dict[str, Any]:
-    """What made a precision's file, as recorded in the manifest; a re-export with equal settings reuses the file."""
-    if precision == "fp16":
-        return _jsonable(asdict(fp16))
-    if precision == "int8":
-        assert data is not None
-        return _jsonable({**asdict(int8), "cache_dir": None, "calibration_sha256": _array_sha(data)})
-    raise unknown_choice("reduced precision", precision, ("fp16", "int8"))
+@dataclass(frozen=True)
+class Converter:
+    """How ``rbench export`` makes one reduced precision's file from the FP32 graph: its settings type, whether it
+    calibrates on images, the conversion itself, what the manifest records of it, and the ``rbench export`` options
+    that make it again. One per exported precision of ``rbench.precisions`` (a test holds the two in step)."""
+
+    precision: str
+    settings: type
+    calibrates: bool
+    convert: Any  # (fp32_path, settings, data, input_name, progress) -> onnx.ModelProto
+    record: Any  # (settings, data) -> the manifest's settings
+    cli_args: Any  # (recorded settings) -> rbench export options
+    validate: Any = lambda settings: None
+
+    def make(
+        self, fp32_path: Path, settings: Any, data: np.ndarray | None, input_name: str, progress: Progress = Silent()
+    ) -> onnx.ModelProto:
+        """The checked model of this precision made from the FP32 ONNX at ``fp32_path``."""
+        from rbench.export.onnx_export import check_model
+
+        return check_model(self.convert(fp32_path, settings, data, input_name, progress))
 
 
-def make_precision(
-    fp32_path: Path,
-    precision: str,
-    fp16: Fp16Config,
-    int8: Int8Config,
-    data: np.ndarray | None,
-    input_name: str,
-    progress: Progress = Silent(),
-) -> onnx.ModelProto:
-    """The checked FP16 or INT8 model made from the FP32 ONNX at ``fp32_path`` (``data``: INT8 calibration)."""
-    from rbench.export.onnx_export import check_model
+def _fp16(fp32_path: Path, settings: Fp16Config, data: Any, input_name: str, progress: Progress) -> onnx.ModelProto:
+    progress.step("converting to FP16")
+    return to_fp16(onnx.load(str(fp32_path)), settings)
 
-    if precision == "fp16":
-        progress.step("converting to FP16")
-        model = to_fp16(onnx.load(str(fp32_path)), fp16)
-    elif precision == "int8":
-        assert data is not None
-        progress.step(f"calibrating INT8 ({int8.method}, {len(data)} images from {int8.calibration})", total=len(data))
-        model = to_int8(fp32_path, data, int8, input_name, progress)
-        check_qdq_symmetric(model)
-    else:
-        raise unknown_choice("reduced precision", precision, ("fp16", "int8"))
-    return check_model(model)
+
+def _int8(fp32_path: Path, settings: Int8Config, data: Any, input_name: str, progress: Progress) -> onnx.ModelProto:
+    progress.step(
+        f"calibrating INT8 ({settings.method}, {len(data)} images from {settings.calibration})", total=len(data)
+    )
+    model = to_int8(fp32_path, data, settings, input_name, progress)
+    check_qdq_symmetric(model)
+    return model
+
+
+def _int8_args(settings: dict[str, Any]) -> list[str]:
+    if not settings:
+        return []
+    args = ["--calibration", str(settings["calibration"]), "--calib-method", settings["method"]]
+    return [*args, "--calib-samples", str(settings["samples"]), "--seed", str(settings["seed"])]
+
+
+CONVERTERS: dict[str, Converter] = {
+    c.precision: c
+    for c in (
+        Converter(
+            "fp16",
+            Fp16Config,
+            False,
+            _fp16,
+            lambda settings, data: _jsonable(asdict(settings)),
+            lambda recorded: ["--io", "fp16"] if recorded.get("keep_io_types") is False else [],
+        ),
+        Converter(
+            "int8",
+            Int8Config,
+            True,
+            _int8,
+            lambda settings, data: _jsonable(
+                {**asdict(settings), "cache_dir": None, "calibration_sha256": _array_sha(data)}
+            ),
+            _int8_args,
+            validate_int8,
+        ),
+    )
+}
+
+
+def converter(precision: str) -> Converter:
+    try:
+        return CONVERTERS[precision]
+    except KeyError:
+        raise unknown_choice("reduced precision", precision, CONVERTERS) from None
+
+
+def default_settings() -> dict[str, Any]:
+    """Every converter's default settings, by precision."""
+    return {name: c.settings() for name, c in CONVERTERS.items()}
 
 
 def _array_sha(data: np.ndarray) -> str:

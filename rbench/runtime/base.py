@@ -155,7 +155,7 @@ class Runner(abc.ABC):
         """What actually executed, read back from the backend while active; by default the precision asked for."""
         return Executed(self.precision, self.precision)
 
-    def threads(self) -> int | None:
+    def threads_in_use(self) -> int | None:
         """The intra-op threads the backend reports it runs with (``None``: it does not say)."""
         return None
 

@@ -1,11 +1,11 @@
 """OpenVINO on the CPU, from the artifact's ONNX files.
 
-The precision is set explicitly, never left to the plugin: on CPUs with native bf16 (this project's AVX-512 Zen 5)
-the CPU plugin silently runs an "FP32" model in bf16 unless ``INFERENCE_PRECISION_HINT`` is ``f32``. So ``fp32``
-runs with the f32 hint, ``bf16`` with the bf16 hint, ``int8`` is the QDQ graph (FakeQuantize, with f32 around it)
-and ``fp16`` the FP16 graph with the f32 hint (its weights decompressed). After compiling, the runner reads back what
-the convolutions execute in (``executed``), from the compiled model's runtime graph.
-"""
+The precision is set explicitly, never left to the plugin: on CPUs with native bf16 (this project's machine reads as
+a Zen 4, family 25 model 17, with avx512_bf16) the CPU plugin silently runs an "FP32" model in bf16 unless
+``INFERENCE_PRECISION_HINT`` is ``f32``. So ``fp32`` runs with the f32 hint, ``bf16`` with the bf16 hint, ``int8``
+is the QDQ graph (FakeQuantize, with f32 around it) and ``fp16`` the FP16 graph with the f32 hint (its weights
+decompressed). After compiling, the runner reads back what the convolutions execute in (``executed``), from the
+compiled model's runtime graph."""
 
 from __future__ import annotations
 
@@ -73,7 +73,7 @@ class OpenVinoRunner(Runner):
         words = "conv " + ", ".join(f"{k} x{v}" for k, v in self.executed_convolutions.items())
         return Executed(RUNTIME_PRECISIONS.get(main, "fp32"), words)
 
-    def threads(self) -> int | None:
+    def threads_in_use(self) -> int | None:
         found = self.settings().get("INFERENCE_NUM_THREADS")
         return int(found) if found and str(found).isdigit() else None
 

@@ -83,9 +83,7 @@ class OrtRunner(Runner):
                     Path(options[key]).mkdir(parents=True, exist_ok=True)
         if isinstance(self._model, Path) and not self._model.is_file():
             raise BadInputError(f"ONNX model not found: {self._model}")
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = self.intra_op_threads
-        options.log_severity_level = 3
+        options = self.session_options(ort)
         model = self._model if isinstance(self._model, bytes) else str(self._model)
         try:
             self.session = ort.InferenceSession(
@@ -103,6 +101,13 @@ class OrtRunner(Runner):
             "io_binding": self.io_binding,
         }
 
+    def session_options(self, ort: Any) -> Any:
+        """The ``SessionOptions`` of this runner's session (a backend built on this one changes them here)."""
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = self.intra_op_threads
+        options.log_severity_level = 3
+        return options
+
     def executed(self) -> Executed:
         """ONNX Runtime runs exactly the artifact's graph: its types say what ran (an FP16 graph on the CPU
         provider runs its convolutions through FP32 kernels)."""
@@ -112,7 +117,7 @@ class OrtRunner(Runner):
             return Executed("fp32", "fp16")
         return Executed(self.precision, self.precision)
 
-    def threads(self) -> int | None:
+    def threads_in_use(self) -> int | None:
         threads = self.settings()["intra_op_threads"]
         return int(threads) if threads else None
 
@@ -122,8 +127,8 @@ class OrtRunner(Runner):
         if self.device != "cpu":
             raise NotSupported(f"{self.name}: requests in flight run on the CPU provider")
         streams = max(1, requests)
-        per_stream = max(1, (self.threads() or os.cpu_count() or 1) // streams)
-        shared = OrtRunner(self._model, self.providers, self.provider_options, self.precision, per_stream)
+        per_stream = max(1, (self.threads_in_use() or os.cpu_count() or 1) // streams)
+        shared = type(self)(self._model, self.providers, self.provider_options, self.precision, per_stream)
         shared.activate()
         self._shared = shared
 

@@ -14,8 +14,7 @@ MODULES = (torch_runner, ort_runner, openvino_runner, trt_runner)
 
 #: CPU backends first, then the GPU ones, each in its module's order
 BACKENDS: dict[str, BackendSpec] = {
-    spec.name: spec
-    for spec in sorted((s for module in MODULES for s in module.SPECS), key=lambda s: s.device != "cpu")
+    spec.name: spec for spec in sorted((s for module in MODULES for s in module.SPECS), key=lambda s: s.device != "cpu")
 }
 
 

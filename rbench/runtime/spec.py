@@ -106,11 +106,17 @@ class BackendSpec:
             return f"{ENGINE_DIR}/model.{precision}.engine"
         return get_precision(exported(precision)).file
 
+    def no_device(self, device: str) -> str | None:
+        """Why it cannot run on ``device`` at all (a GPU backend on a CPU run), or ``None``."""
+        if self.device == "cuda" and device != "cuda":
+            return "no CUDA device here (run with --device cuda on a GPU machine)"
+        return None
+
     def why_not(self, precision: str, device: str) -> str | None:
         """Why a row of ``precision`` (one of ``precisions``) cannot run here, or ``None``: in that order, the
         device, a missing library (naming its extra), then the backend's own reason."""
-        if self.device == "cuda" and device != "cuda":
-            return "no CUDA device here (run with --device cuda on a GPU machine)"
+        if (absent := self.no_device(device)) is not None:
+            return absent
         missing = next((m for m in self.needs if importlib.util.find_spec(m) is None), None)
         if missing is not None:
             return f"{missing} is not installed: pip install 'rbench[{self.extra}]'"

@@ -127,7 +127,7 @@ class TorchRunner(Runner):
             return Executed("bf16", "bf16 autocast (conv, matmul), rest fp32")
         return Executed(self.precision, self.precision)
 
-    def threads(self) -> int | None:
+    def threads_in_use(self) -> int | None:
         return torch.get_num_threads()
 
     def device_callable(self, feed: Mapping[str, np.ndarray]) -> Callable[[], Any] | None:

@@ -203,10 +203,10 @@ class TrtRunner(Runner):
         self._graphs[bound]()
 
 
-def _build(source: ModelSource, precision: str, context: RunContext) -> TrtRunner:
+def _build(source: ModelSource, precision: str, run: RunContext) -> TrtRunner:
     """The engine ``rbench build`` made for that precision; a benchmark row builds it (or reuses its cache) on the
     way, as part of its cold start."""
-    engine = source.engine_file(precision, build=context.build_engines)
+    engine = source.engine_file(precision, build=run.build_engines)
     return TrtRunner(engine, precision=precision, source_sha256=source.source_sha256(precision))
 
 

@@ -139,3 +139,19 @@ def test_the_seed_audit_catches_a_runner_fast_on_a_known_seed(pool):
         seed = audit_seed(runner, SMALL, 1, CONFIG, "input")
     assert not seed["passed"] and seed["throughput_change"] < -0.3  # the other seed's pool: half the speed
     assert seed["finding"].startswith("seed-dependent: another seed moves throughput ")
+
+
+def test_the_cache_audit_calls_noise_no_finding_and_a_real_effect_one():
+    """200 pairs of draws of one skewed, noisy distribution, 20 calls a side: the median ratio alone (the old rule)
+    calls a quarter of them a cache effect; the interval calls at most 5%. A 30% faster repeated input with the
+    same noise is a finding."""
+    from rbench.bench.audit import CACHE_LIMIT, cache_verdict
+
+    rng = np.random.default_rng(3)
+    noisy = [list(0.03 * rng.lognormal(0, 0.4, 20)) for _ in range(400)]
+    pairs = list(zip(noisy[::2], noisy[1::2], strict=True))
+    by_median = sum(np.median(a) / np.median(b) < CACHE_LIMIT for a, b in pairs)
+    by_interval = sum(not cache_verdict(a, b)["passed"] for a, b in pairs)
+    assert by_median >= 40 and by_interval <= 10, (by_median, by_interval)
+    real = cache_verdict([0.7 * x for x in noisy[0]] * 2, noisy[1] * 2)
+    assert not real["passed"] and real["interval"][1] < CACHE_LIMIT and real["finding"].startswith("cache effect")

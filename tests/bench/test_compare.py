@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import copy
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -120,7 +121,46 @@ def test_cli_environment_change_exits_3_and_missing_file_2(files, tmp_path):
     other["environment"]["cpu"]["model"] = "Intel Xeon"
     a, b = files("a", _results(BASE)), files("b", other)
     result = cli.invoke(app, ["compare", a, b])
-    assert result.exit_code == 3 and "machine: ('AMD EPYC', 2) -> ('Intel Xeon', 2)" in result.stderr
+    assert result.exit_code == 3 and "cpu model: 'AMD EPYC' -> 'Intel Xeon'" in result.stderr
     assert cli.invoke(app, ["compare", a, b, "--allow-env-change", "--resamples", "300"]).exit_code == 0
     missing = cli.invoke(app, ["compare", a, str(tmp_path / "none.json")])
     assert missing.exit_code == 2 and "results file not found" in missing.stderr
+
+
+FIXTURE = Path(__file__).parents[1] / "fixtures" / "results-before-specs.json"
+
+
+def test_a_results_file_written_before_the_redesign_still_compares():
+    """A results.json of schema 1 written by rbench df22fbc (before backend specs and the machine record)."""
+    result = CliRunner().invoke(app, ["compare", str(FIXTURE), str(FIXTURE), "--resamples", "300", "--json"])
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    assert len(data["rows"]) == 3 and all(r["verdict"] == "no significant change" for r in data["rows"])
+
+
+def _corrupt(tmp_path, edit) -> tuple[str, object]:
+    data = json.loads(FIXTURE.read_text())
+    edit(data)
+    path = tmp_path / "corrupt.json"
+    path.write_text(json.dumps(data))
+    return str(path), CliRunner().invoke(app, ["compare", str(FIXTURE), str(path)])
+
+
+@pytest.mark.parametrize(
+    ("edit", "field"),
+    [
+        (lambda d: d["rows"][0]["points"][0]["samples"].__setitem__(3, "fast"), "rows[0].points[0].samples[3]"),
+        (lambda d: d["rows"][1]["points"][0]["samples"].__setitem__(0, -1.0), "rows[1].points[0].samples[0]"),
+        (lambda d: d["rows"][1]["points"][0].__setitem__("samples", {"a": 1}), "rows[1].points[0].samples"),
+        (lambda d: d["rows"][2]["points"][0]["stats"].__setitem__("p50", None), "rows[2].points[0].stats.p50"),
+        (lambda d: d["rows"][0]["points"][0].__setitem__("batch", "1"), "rows[0].points[0].batch"),
+        (lambda d: d["rows"][0].pop("backend"), "rows[0] has no 'backend'"),
+        (lambda d: d.__setitem__("rows", {}), "rows is {}"),
+    ],
+)
+def test_a_corrupt_results_file_is_bad_input_naming_the_file_and_field(tmp_path, edit, field):
+    """Exit 2 in one line (a CI gate reads exit 1 as a regression), never a traceback."""
+    path, result = _corrupt(tmp_path, edit)
+    assert result.exit_code == 2, result.output
+    assert result.stderr.startswith(f"error: corrupt results {path}: ") and field in result.stderr
+    assert result.stderr.count("\n") == 1 and "Traceback" not in result.output

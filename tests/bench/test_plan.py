@@ -101,7 +101,10 @@ def test_run_completes_an_artifact_without_touching_what_it_has(tmp_path):
 
     names = tuple(f"class{i}" for i in range(10))
     first = export_artifact(
-        ModelConfig("resnet20", class_names=names), out=tmp_path, precisions=("fp16",), fp16=Fp16Config(False)
+        ModelConfig("resnet20", class_names=names),
+        out=tmp_path,
+        precisions=("fp16",),
+        settings={"fp16": Fp16Config(False)},
     )
     fp16 = sha256_file(first.path / "model.fp16.onnx")
     done = prepare_artifact(None, first.path, ["int8", "bf16"], tmp_path)

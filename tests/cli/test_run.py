@@ -66,7 +66,7 @@ def test_rows_that_cannot_run_say_why_and_show_no_number(run_dir):
     out, result = run_dir
     data = json.loads((out / "results.json").read_text())
     skipped = {r["label"]: r["skipped"] for r in data["rows"] if r["skipped"]}
-    assert skipped["ort cpu bf16"] == "ONNX Runtime's CPU provider has no bf16 execution setting"
+    assert skipped["ort cpu bf16"].startswith("ONNX Runtime's CPU provider has no bf16 execution setting; bf16 runs on")
     assert skipped["torch folded channels_last int8"].startswith("no INT8 path in PyTorch")
     for backend in ("trt", "ort-cuda"):
         for precision in ("fp32", "int8", "bf16"):
@@ -203,20 +203,44 @@ def test_streams_measure_requests_in_flight(resnet20_artifact, tmp_path):
 
 
 def test_the_failure_line_names_every_cause():
-    from rbench.cli.run import failures
+    """What fails a run is decided on each row alone (``Row.failures``) and written with it."""
+    from rbench.bench.results import Point, Row, run_failures
 
-    data = {
-        "rows": [
-            {"label": "a", "parity": {"failing": ["int8 photos/logits: cosine 0.97 < 0.99"]}, "points": []},
-            {
-                "label": "b",
-                "parity": {"failing": []},
-                "points": [{"batch": 1, "nonfinite": 3, "audits": {"outputs": {"finding": "timed outputs differ"}}}],
-            },
-        ]
-    }
-    assert failures(data) == [
-        "int8 photos/logits: cosine 0.97 < 0.99",
-        "b b1: timed outputs differ",
-        "b b1: 3 NaN/Inf values in timed outputs",
-    ]
+    a = Row("ort", "int8", "cpu", "a", "cpu", None, parity={"passed": False, "failing": ["int8 photos/logits: cos"]})
+    bad = Point(1, nonfinite=3, audits={"outputs": {"passed": False, "finding": "timed outputs differ"}})
+    b = Row("ort", "fp32", "cpu", "b", "cpu", None, parity={"passed": True, "failing": []}, points=[bad])
+    good = Row("ort", "fp16", "cpu", "c", "cpu", None, parity={"passed": True, "failing": []}, points=[Point(1)])
+    assert a.failures() == ["int8 photos/logits: cos"] and a.failed
+    assert b.failures() == ["b b1: timed outputs differ", "b b1: 3 NaN/Inf values in timed outputs"]
+    assert good.failures() == [] and not good.failed
+    data = {"rows": [r.to_dict() for r in (a, b, good)]}
+    assert run_failures(data) == [*a.failures(), *b.failures()]
+
+
+def test_a_tampered_artifact_is_refused_before_any_work(resnet20_artifact, copy_artifact, tmp_path, monkeypatch):
+    """Exit 3 in one line, before the reference, the peak probe or any export; nothing is made beside it."""
+    path = copy_artifact(resnet20_artifact)
+    onnx = path / "model.onnx"
+    onnx.write_bytes(onnx.read_bytes() + b"\0")
+    monkeypatch.setattr("rbench.bench.run.measure_peaks", lambda threads: pytest.fail("measured a peak"))
+    before = sorted(p.name for p in path.parent.iterdir())
+    result = cli.invoke(
+        app, ["run", "--artifact", str(path), "--out", str(tmp_path / "r"), *QUICK, "--precision", "int8"]
+    )
+    assert result.exit_code == 3, result.output
+    assert "rebuild required: model.onnx in" in result.stderr and result.stderr.count("\n") == 1
+    assert sorted(p.name for p in path.parent.iterdir()) == before  # no other artifact made and timed instead
+
+
+def test_a_renamed_artifact_is_completed_in_the_folder_named(resnet20_artifact, tmp_path):
+    import shutil
+
+    named = tmp_path / "my-model"
+    shutil.copytree(resnet20_artifact.path, named)
+    args = ["run", "--artifact", str(named), "--out", str(tmp_path / "r"), *QUICK, "--backends", "ort"]
+    result = cli.invoke(app, [*args, "--precision", "int8", "--json"])
+    assert result.exit_code == 0, result.output
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["my-model", "r"]  # no resnet20-<digest>/ beside it
+    assert (named / "model.int8.onnx").is_file()
+    data = json.loads((tmp_path / "r" / "results.json").read_text())
+    assert data["artifact"] == str(named)

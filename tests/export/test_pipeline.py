@@ -129,7 +129,7 @@ def test_precisions_accumulate_and_a_changed_setting_replaces_with_a_notice(tmp_
     assert set(again.parity) == {"fp32", "fp16", "int8"} and again.passed  # every precision checked again
 
     minmax = Int8Config(method="minmax")
-    changed = export_artifact(ModelConfig("resnet20"), out=tmp_path, precisions=("int8",), int8=minmax)
+    changed = export_artifact(ModelConfig("resnet20"), out=tmp_path, precisions=("int8",), settings={"int8": minmax})
     assert changed.notices == ["replaced model.int8.onnx: settings changed (method 'percentile' -> 'minmax')"]
     manifest = Artifact.open(changed.path).manifest
     assert manifest["precisions"]["int8"]["settings"]["method"] == "minmax"
@@ -167,13 +167,11 @@ def test_sigterm_mid_export_leaves_nothing_behind(tmp_path):
 
     out = tmp_path / "artifacts"
     code = (
-        "import sys, rbench.export.precision as p\n"
-        "real = p.make_precision\n"
+        "import sys, dataclasses, rbench.export.precision as p\n"
         "def slow(*a, **k):\n"
         "    print('converting', flush=True)\n"
         "    import time; time.sleep(60)\n"
-        "p.make_precision = slow\n"
-        "import rbench.export.pipeline as pl; pl.make_precision = slow\n"
+        "p.CONVERTERS['fp16'] = dataclasses.replace(p.CONVERTERS['fp16'], convert=slow)\n"
         "from rbench.cli import app\n"
         f"sys.argv = ['rbench', 'export', '--model', 'resnet20', '--precision', 'fp16', '--out', {str(out)!r}]\n"
         "app()\n"

@@ -82,7 +82,10 @@ def test_manifest_records_each_precision(resnet50_artifact):
 
 def test_fp16_io_keeps_half_inputs_and_parity_still_runs(tmp_path):
     result = export_artifact(
-        ModelConfig("resnet20"), out=tmp_path, precisions=("fp32", "fp16"), fp16=Fp16Config(keep_io_types=False)
+        ModelConfig("resnet20"),
+        out=tmp_path,
+        precisions=("fp32", "fp16"),
+        settings={"fp16": Fp16Config(keep_io_types=False)},
     )
     assert _io_types(load_onnx(result.path / "model.fp16.onnx")) == [FLOAT16, FLOAT16]
     assert result.parity["fp16"].passed, result.parity["fp16"].failures
@@ -169,5 +172,7 @@ def test_calibration_from_a_folder_and_from_digits(tmp_path):
 )
 def test_bad_int8_settings_are_bad_input(tmp_path, config, message):
     with pytest.raises(BadInputError, match=message):
-        export_artifact(ModelConfig("resnet20"), out=tmp_path / "a", precisions=("fp32", "int8"), int8=config)
+        export_artifact(
+            ModelConfig("resnet20"), out=tmp_path / "a", precisions=("fp32", "int8"), settings={"int8": config}
+        )
     assert not (tmp_path / "a").exists()

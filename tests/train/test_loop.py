@@ -114,16 +114,17 @@ def test_frozen_backbone_changes_only_the_head_and_caches_features(tmp_path, dig
 
 
 def test_two_process_ddp_on_cpu_writes_one_checkpoint(tmp_path):
+    """Also the shortest run: --epochs 1 with every other setting at its default (the warm-up shrinks to fit)."""
     torchrun = Path(sys.executable).with_name("torchrun")
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    cmd = [str(torchrun), "--nproc-per-node", "2", "-m", "rbench", "train", "--data", "synthetic", "--epochs", "2"]
+    cmd = [str(torchrun), "--nproc-per-node", "2", "-m", "rbench", "train", "--data", "synthetic", "--epochs", "1"]
     done = subprocess.run([*cmd, "--out", str(tmp_path)], capture_output=True, text=True, env=env, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
     runs = list(tmp_path.glob("resnet20-synthetic-*"))
     assert len(runs) == 1 and done.stdout.strip().splitlines()[-1] == str(runs[0])
     assert len(list(tmp_path.rglob("best.safetensors"))) == 1
     metrics = json.loads((runs[0] / "metrics.json").read_text())
-    assert metrics["world_size"] == 2 and metrics["train_images"] == 480
+    assert metrics["world_size"] == 2 and metrics["train_images"] == 480 and metrics["epochs"] == 1
 
 
 def test_a_full_fine_tune_gives_the_backbone_a_lower_learning_rate():
@@ -178,3 +179,8 @@ def test_a_step_the_grad_scaler_skips_is_not_counted_as_a_step(monkeypatch):
     for _ in range(3):
         step(torch.ones(2, 4), torch.tensor([0, 1]))
     assert counts == {"optimizer_steps": 2, "batches": 3, "skipped_steps": 1} and calls["n"] == 2
+
+
+def test_the_default_warm_up_fits_every_run_length():
+    assert [TrainConfig(epochs=e).warmup() for e in (1, 2, 30)] == [0.5, 1.0, 1.0]
+    assert TrainConfig(epochs=3, warmup_epochs=5).warmup() == 1.5  # at most half the run, as --help says
