@@ -39,7 +39,7 @@ def plan_rows(
     artifact: Artifact, backends: list[str], precisions: list[str], device: str, threads: int
 ) -> list[RowPlan]:
     """The rows of a run, the FP32 eager baseline first (every speedup is relative to it)."""
-    context = RunContext(device, threads, build_engines=True)
+    context = RunContext(device, threads, build_engine=_build_engine)
     rows = [_torch_eager_baseline(artifact, context)]
     for backend in backends:
         spec = get_backend(backend)
@@ -100,3 +100,10 @@ def _torch_eager_baseline(artifact: Artifact, context: RunContext) -> RowPlan:
         file=WEIGHTS_FILE,
         baseline=True,
     )
+
+
+def _build_engine(artifact: Artifact, precision: str) -> None:
+    """A benchmark row's TensorRT engine, reused while its key (ONNX, settings, TensorRT, GPU) holds."""
+    from rbench.export.engine import BuildConfig, build_engine
+
+    build_engine(artifact, BuildConfig(precision))

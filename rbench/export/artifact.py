@@ -116,13 +116,9 @@ class Artifact:
         """Where ``rbench build`` puts the TensorRT engine of one precision."""
         return self.path / ENGINE_DIR / f"model.{precision}.engine"
 
-    def engine_file(self, precision: str, build: bool = False) -> Path:
-        """The TensorRT engine of one precision; ``build``: made (or its cache reused) where missing, else a
-        missing engine is bad input naming the command that builds it."""
-        if build:
-            from rbench.export.engine import BuildConfig, build_engine
-
-            build_engine(self, BuildConfig(precision))  # reused while its key (ONNX, settings, TensorRT, GPU) holds
+    def engine_file(self, precision: str) -> Path:
+        """The TensorRT engine of one precision, which must exist: a missing one is bad input naming the command
+        that builds it."""
         engine = self.engine_path(precision)
         if not engine.is_file():
             raise BadInputError(

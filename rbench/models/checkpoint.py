@@ -67,7 +67,7 @@ def preprocess_from(meta: dict[str, Any]) -> Preprocess:
 
 def load_checkpoint(path: str | os.PathLike[str]) -> tuple[nn.Module, dict[str, Any]]:
     """The model an rbench checkpoint describes, with its weights, in eval mode, and the metadata."""
-    from rbench.models import create_model
+    from rbench.models.build import create_model
 
     meta = read_meta(path)
     if meta is None:

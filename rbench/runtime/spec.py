@@ -45,19 +45,20 @@ class ModelSource(Protocol):
 
     def folded_model(self) -> Any: ...
 
-    def engine_file(self, precision: str, build: bool) -> Path: ...
+    def engine_file(self, precision: str) -> Path: ...
 
     def source_sha256(self, precision: str) -> str | None: ...
 
 
 @dataclass(frozen=True)
 class RunContext:
-    """Where and how a runner runs: its device, its threads (0: every core), and whether a missing TensorRT engine
-    is built (a benchmark row) or refused with the command that builds it (parity, eval, predict)."""
+    """Where and how a runner runs: its device, its threads (0: every core), and ``build_engine``, which a
+    benchmark row is handed by the planner to build a missing TensorRT engine (or reuse its cache) as part of its
+    cold start; without it a missing engine is refused with the command that builds it (parity, eval, predict)."""
 
     device: str = "cpu"
     threads: int = 0
-    build_engines: bool = False
+    build_engine: Callable[[Any, str], Any] | None = None
 
 
 @dataclass(frozen=True)

@@ -206,7 +206,9 @@ class TrtRunner(Runner):
 def _build(source: ModelSource, precision: str, run: RunContext) -> TrtRunner:
     """The engine ``rbench build`` made for that precision; a benchmark row builds it (or reuses its cache) on the
     way, as part of its cold start."""
-    engine = source.engine_file(precision, build=run.build_engines)
+    if run.build_engine is not None:
+        run.build_engine(source, precision)
+    engine = source.engine_file(precision)
     return TrtRunner(engine, precision=precision, source_sha256=source.source_sha256(precision))
 
 

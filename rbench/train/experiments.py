@@ -190,7 +190,7 @@ def gradients(
 ) -> dict[str, Any]:
     """Gradient norms per layer, at initialization and after ``steps`` SGD steps, for every variant."""
     from rbench.data.datasets import load_dataset
-    from rbench.models import create_model, get_spec
+    from rbench.models import get_spec
 
     names = (f"plain{depth}", f"resnet{depth}")
     for name in names:
@@ -205,27 +205,7 @@ def gradients(
             for batchnorm in (True, False):
                 key = f"{name} {'with' if batchnorm else 'without'} BatchNorm, {init} init"
                 progress.step(key, total=steps)
-                torch.manual_seed(seed)
-                model = create_model(name, weights="init", seed=seed)
-                if init == "pytorch-default":
-                    default_init(model)
-                if not batchnorm:
-                    strip_batchnorm(model)
-                at_init, loss0 = conv_gradient_norms(model, *probe)
-                trained_loss = _steps(model, data.train, steps, lr, seed, progress)
-                after, loss1 = conv_gradient_norms(model, *probe)
-                variants[key] = {
-                    "model": name,
-                    "batchnorm": batchnorm,
-                    "init": init,
-                    "at_init": at_init,
-                    "after_steps": after,
-                    "loss_at_init": loss0,
-                    "loss_after_steps": loss1,
-                    "last_training_loss": trained_loss,
-                    "input_to_output_ratio_at_init": _ratio(at_init),
-                    "input_to_output_ratio_after": _ratio(after),
-                }
+                variants[key] = _gradient_variant(name, batchnorm, init, data.train, probe, (steps, lr, seed), progress)
     found = {
         "experiment": "gradients",
         "settings": {
@@ -243,6 +223,36 @@ def gradients(
     write_json_atomic(folder / "gradients.json", found)
     _gradients_png(folder / "gradients.png", variants, found["settings"])
     return found
+
+
+def _gradient_variant(
+    name: str, batchnorm: bool, init: str, train: Any, probe: tuple, run: tuple[int, float, int], progress: Progress
+) -> dict[str, Any]:
+    """One variant's gradient norms per layer at initialization and after ``steps`` SGD steps."""
+    from rbench.models import create_model
+
+    steps, lr, seed = run
+    torch.manual_seed(seed)
+    model = create_model(name, weights="init", seed=seed)
+    if init == "pytorch-default":
+        default_init(model)
+    if not batchnorm:
+        strip_batchnorm(model)
+    at_init, loss0 = conv_gradient_norms(model, *probe)
+    trained_loss = _steps(model, train, steps, lr, seed, progress)
+    after, loss1 = conv_gradient_norms(model, *probe)
+    return {
+        "model": name,
+        "batchnorm": batchnorm,
+        "init": init,
+        "at_init": at_init,
+        "after_steps": after,
+        "loss_at_init": loss0,
+        "loss_after_steps": loss1,
+        "last_training_loss": trained_loss,
+        "input_to_output_ratio_at_init": _ratio(at_init),
+        "input_to_output_ratio_after": _ratio(after),
+    }
 
 
 CLIP = 5.0  # gradient-norm clip in the "after some steps" training, so that no variant diverges to NaN

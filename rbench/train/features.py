@@ -104,6 +104,31 @@ def _backbone(model: nn.Module) -> nn.Module:
     return backbone
 
 
+def _only_head_trains(model: nn.Module) -> nn.Module:
+    """Freeze everything but ``model.fc``; returns the head."""
+    for p in model.parameters():
+        p.requires_grad_(False)
+    for p in model.fc.parameters():
+        p.requires_grad_(True)
+    return model.fc
+
+
+def _head_epoch(head: nn.Module, x: torch.Tensor, y: torch.Tensor, batch: int, recipe: tuple) -> tuple[float, float]:
+    """One pass over shuffled features, one optimizer and schedule step per batch; the loss sum and correct count."""
+    optimizer, schedule, loss_fn = recipe
+    loss_sum = correct = 0.0
+    for i in range(0, len(x), batch):
+        logits = head(x[i : i + batch])
+        loss = loss_fn(logits, y[i : i + batch])
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        schedule.step()
+        loss_sum += float(loss.detach()) * len(logits)
+        correct += float((logits.argmax(1) == y[i : i + batch]).sum())
+    return loss_sum, correct
+
+
 def train_head(
     model: nn.Module, data: Dataset, config: Any, device: torch.device, progress: Progress, run_dir: Path | None
 ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
@@ -122,11 +147,7 @@ def train_head(
     progress.note(note)
     if config.feature_views == 1 and config.augmentation().operations:
         progress.note("no augmentation on cached features: --feature-views N adds N-1 augmented backbone passes")
-    head = model.fc
-    for p in model.parameters():
-        p.requires_grad_(False)
-    for p in head.parameters():
-        p.requires_grad_(True)
+    head = _only_head_trains(model)
     x, y = feats["train"], feats["train_labels"].long()
     steps = -(-len(x) // config.batch_size)
     optimizer = make_optimizer(head.parameters(), config)
@@ -141,20 +162,10 @@ def train_head(
         progress.step(f"head epoch {epoch + 1}/{config.epochs}", total=steps)
         start = time.perf_counter()
         order = torch.randperm(len(x), generator=torch.Generator().manual_seed(epoch_seed(config.seed, epoch)))
-        loss_sum = correct = 0.0
-        for i in range(0, len(x), config.batch_size):
-            index = order[i : i + config.batch_size]
-            logits = head(x[index])
-            loss = loss_fn(logits, y[index])
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            schedule.step()
-            counters["optimizer_steps"] += 1
-            counters["batches"] += 1
-            loss_sum += float(loss.detach()) * len(index)
-            correct += float((logits.argmax(1) == y[index]).sum())
-            progress.advance()
+        loss_sum, correct = _head_epoch(head, x[order], y[order], config.batch_size, (optimizer, schedule, loss_fn))
+        counters["optimizer_steps"] += steps
+        counters["batches"] += steps
+        progress.advance(steps)
         with torch.no_grad():
             val = scores(head(feats["val"]), feats["val_labels"].long(), config.label_smoothing)
         seconds = time.perf_counter() - start
