@@ -20,6 +20,7 @@ from rbench.bench.accuracy import (
 from rbench.data.metrics import accuracy
 from rbench.errors import BadInputError, EnvironmentProblem
 from rbench.progress import Progress, Silent
+from rbench.runtime.registry import DEFAULT_BACKEND
 
 
 def evaluate_target(
@@ -33,7 +34,7 @@ def evaluate_target(
 ) -> dict[str, Any]:
     if target.is_file():
         return _checkpoint(target, data, backends, precisions, out_dir, labels, progress)
-    return _artifact(target, data, backends or ["ort"], precisions, out_dir, labels, progress)
+    return _artifact(target, data, backends or [DEFAULT_BACKEND], precisions, out_dir, labels, progress)
 
 
 def _checkpoint(

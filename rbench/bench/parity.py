@@ -17,6 +17,7 @@ from rbench.data import ImageSet, Preprocess, builtin_photos, preprocess_batch, 
 from rbench.errors import BadInputError
 from rbench.precisions import Tolerance, get_precision
 from rbench.runtime.base import Runner
+from rbench.runtime.registry import DEFAULT_BACKEND
 
 if TYPE_CHECKING:
     from rbench.export.artifact import Artifact
@@ -255,7 +256,7 @@ def parity_inputs(
 
 def artifact_parity(
     artifact: Artifact,
-    backend: str = "ort",
+    backend: str = DEFAULT_BACKEND,
     precision: str = "fp32",
     images: ImageSet | None = None,
     tolerance: Tolerance | None = None,
@@ -281,5 +282,5 @@ def export_artifact(*args: Any, **kwargs: Any) -> Any:
     (the exporter is handed this layer's parity check; it does not import it)."""
     from rbench.export.pipeline import export_artifact as export
 
-    kwargs.setdefault("parity", lambda artifact, precision: artifact_parity(artifact, "ort", precision))
+    kwargs.setdefault("parity", lambda artifact, precision: artifact_parity(artifact, DEFAULT_BACKEND, precision))
     return export(*args, **kwargs)

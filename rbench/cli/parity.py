@@ -11,7 +11,7 @@ import typer
 from rbench.cli._common import add_columns, app, choices, err, handle_errors, mark, out, progress, table
 from rbench.errors import BadInputError
 from rbench.precisions import PRECISIONS
-from rbench.runtime.registry import BACKENDS
+from rbench.runtime.registry import BACKENDS, DEFAULT_BACKEND
 
 BackendChoice = choices("BackendChoice", list(BACKENDS))
 PrecisionChoice = choices("PrecisionChoice", list(PRECISIONS))
@@ -21,7 +21,7 @@ PrecisionChoice = choices("PrecisionChoice", list(PRECISIONS))
 @handle_errors
 def parity(
     target: Path = typer.Argument(..., help="An artifact directory, or one of its ONNX files (model.int8.onnx)."),
-    backend: BackendChoice = typer.Option("ort", help="Backend under test."),  # type: ignore[valid-type]
+    backend: BackendChoice = typer.Option(DEFAULT_BACKEND, help="Backend under test."),  # type: ignore[valid-type]
     precision: PrecisionChoice = typer.Option(  # type: ignore[valid-type]
         None, help="Which of the artifact's models [default: the named file's, else fp32]."
     ),

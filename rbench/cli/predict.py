@@ -10,7 +10,7 @@ import typer
 
 from rbench.cli._common import add_columns, app, handle_errors, out, progress, table
 from rbench.precisions import PRECISIONS
-from rbench.runtime.registry import BACKENDS
+from rbench.runtime.registry import BACKENDS, DEFAULT_BACKEND
 
 
 @app.command()
@@ -18,7 +18,7 @@ from rbench.runtime.registry import BACKENDS
 def predict(
     images: list[Path] = typer.Argument(..., help="Image files, or folders of them (class folders give true labels)."),
     artifact: Path = typer.Option(..., help="The artifact directory to run."),
-    backend: str = typer.Option("ort", help=f"One of {', '.join(BACKENDS)}."),
+    backend: str = typer.Option(DEFAULT_BACKEND, help=f"One of {', '.join(BACKENDS)}."),
     precision: str = typer.Option("fp32", help=f"One of {', '.join(PRECISIONS)}."),
     top: int = typer.Option(5, help="Classes shown per image."),
     grid: Path = typer.Option(None, help="Also draw the images with predicted and true labels into this PNG."),
@@ -29,7 +29,10 @@ def predict(
     from rbench.bench.predict import draw_grid, gather_images, predict_images
     from rbench.errors import BadInputError
     from rbench.export.artifact import Artifact
+    from rbench.precisions import get_precision
+    from rbench.runtime import get_backend
 
+    get_backend(backend), get_precision(precision)  # an unknown name: exit 2 listing the valid ones, first
     if top < 1:
         raise BadInputError(f"--top must be 1 or more, got {top}")
     if grid is not None and grid.suffix.lower() != ".png":

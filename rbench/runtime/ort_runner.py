@@ -56,7 +56,9 @@ class OrtRunner(Runner):
         io_binding: bool = False,
     ) -> None:
         device = PROVIDER_DEVICES.get(providers[0], providers[0]) if providers else "cpu"
-        super().__init__(f"ort-{providers[0].removesuffix('ExecutionProvider').lower()}-{precision}", device, precision)
+        super().__init__(
+            f"{self.backend}-{providers[0].removesuffix('ExecutionProvider').lower()}-{precision}", device, precision
+        )
         self._model = model if isinstance(model, bytes) else Path(model)
         self.providers = list(providers)
         self.provider_options = [dict(o) for o in provider_options] if provider_options else None

@@ -17,6 +17,10 @@ BACKENDS: dict[str, BackendSpec] = {
     spec.name: spec for spec in sorted((s for module in MODULES for s in module.SPECS), key=lambda s: s.device != "cpu")
 }
 
+#: What parity, eval and predict run when no backend is named, and what the export's own parity check runs on: the
+#: artifact's ONNX on ONNX Runtime's CPU provider, which every machine has.
+DEFAULT_BACKEND = "ort"
+
 
 def get_backend(name: str) -> BackendSpec:
     """The spec of ``name``; an unknown name is bad input (exit 2) that lists the valid ones."""

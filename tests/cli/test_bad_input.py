@@ -106,3 +106,29 @@ def test_export_keeps_stdout_clean_for_json(tmp_path):
     result = run("export", "--model", "resnet20", "--precision", "all", "--json", "--out", tmp_path)
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout)["passed"] is True
+
+
+@pytest.mark.parametrize(
+    ("command", "message"),
+    [
+        (
+            ["run", "--backends", "ort,ort-openvino"],
+            "unknown backend 'ort-openvino'; choose from torch, torch-compile,",
+        ),
+        (
+            ["parity", "{artifact}", "--backend", "ort-openvino"],
+            "'ort-openvino' is not one of 'torch', 'torch-compile'",
+        ),
+        (["eval", "{artifact}", "--data", "digits", "--backend", "ort-openvino"], "unknown backend 'ort-openvino'"),
+        (
+            ["predict", "--artifact", "{artifact}", "x.png", "--backend", "ort-openvino"],
+            "unknown backend 'ort-openvino'",
+        ),
+    ],
+)
+def test_an_unknown_backend_is_exit_2_listing_the_valid_ones(resnet20_artifact, command, message):
+    from rbench.runtime import BACKENDS
+
+    result = run(*[c.format(artifact=resnet20_artifact.path) for c in command])
+    _assert_one_line_exit_2(result, message)
+    assert all(name in result.stderr for name in BACKENDS)
