@@ -46,11 +46,32 @@ class Precision:
     family_tolerance: tuple[tuple[str, Tolerance], ...] = ()
     #: Whether ``rbench export`` makes a file of its own; bf16 is an execution setting on the FP32 file.
     exported: bool = True
+    #: The precision this is a backend-tuned variant of (its bounds and peak); None: a portable precision
+    variant_of: str | None = None
+    #: The arithmetic it runs in: the peak a row of it is held to
+    peak: str = ""
+
+    def __post_init__(self) -> None:
+        if not self.peak:
+            object.__setattr__(self, "peak", self.variant_of or self.name)
 
     def bounds(self, family: str | None = None) -> Tolerance:
         return dict(self.family_tolerance).get(family or "", self.tolerance)
 
+    @property
+    def portable(self) -> bool:
+        """An ONNX file every ONNX backend runs, TensorRT included (not a backend-tuned variant)."""
+        return self.exported and self.variant_of is None
 
+
+_INT8 = Tolerance(0.15, 0.99, 0.9, checked=("photos",))
+# Measured, default export, worst over the photos (README, "INT8 bounds per model family"): CIFAR ResNets' 10 logits
+# from 32x32 inputs lose more, with depth (resnet56 0.984, resnet110 0.914); random plain nets amplify rounding
+# (plain20 0.858, plain18 top-1 7/8).
+_INT8_FAMILIES = (
+    ("cifar", Tolerance(0.25, 0.9, 0.9, checked=("photos",))),
+    ("plain", Tolerance(0.25, 0.85, 0.85, checked=("photos",))),
+)
 PRECISIONS: dict[str, Precision] = {
     p.name: p
     for p in (
@@ -64,15 +85,25 @@ PRECISIONS: dict[str, Precision] = {
         Precision(
             "int8",
             "model.int8.onnx",
-            Tolerance(0.15, 0.99, 0.9, checked=("photos",)),
-            "QDQ graph, symmetric per-channel weights and symmetric activations",
-            # Measured, default export, worst over the photos (README, "INT8 bounds per model family"): CIFAR
-            # ResNets' 10 logits from 32x32 inputs lose more, with depth (resnet56 0.984, resnet110 0.914); random
-            # plain nets amplify rounding (plain20 0.858, plain18 top-1 7/8).
-            family_tolerance=(
-                ("cifar", Tolerance(0.25, 0.9, 0.9, checked=("photos",))),
-                ("plain", Tolerance(0.25, 0.85, 0.85, checked=("photos",))),
-            ),
+            _INT8,
+            "portable QDQ graph (TensorRT-ready): symmetric per-channel weights and symmetric activations",
+            family_tolerance=_INT8_FAMILIES,
+        ),
+        Precision(
+            "int8-u8s8",
+            "model.int8-u8s8.onnx",
+            _INT8,
+            "QDQ graph for ONNX Runtime's CPU provider: uint8 asymmetric activations, int8 per-channel weights",
+            family_tolerance=_INT8_FAMILIES,
+            variant_of="int8",
+        ),
+        Precision(
+            "int8-nncf",
+            "model.int8-nncf.xml",
+            _INT8,
+            "OpenVINO IR quantized by NNCF from the FP32 graph (performance preset), same calibration images",
+            family_tolerance=_INT8_FAMILIES,
+            variant_of="int8",
         ),
         Precision(
             "bf16",
@@ -89,6 +120,14 @@ PRECISIONS: dict[str, Precision] = {
 }
 #: What ``rbench export`` makes (``--precision all``); ``rbench run`` takes every precision.
 EXPORTED = tuple(p.name for p in PRECISIONS.values() if p.exported)
+#: The ONNX files every ONNX backend (TensorRT included) runs: what ``rbench build`` takes.
+PORTABLE = tuple(p.name for p in PRECISIONS.values() if p.portable)
+
+
+def with_variants(names: list[str]) -> list[str]:
+    """``names`` and every backend-tuned variant of each (``int8`` brings ``int8-u8s8`` and ``int8-nncf``), in
+    registry order."""
+    return [p.name for p in PRECISIONS.values() if p.name in names or p.variant_of in names]
 
 
 def get_precision(name: str) -> Precision:
@@ -124,10 +163,13 @@ def markdown_table() -> str:
     rows = ["| precision | model family | max abs error ≤ (× max \\|ref\\|) | cosine ≥ | top-1 ≥ | judged on |"]
     rows.append("|---|---|---|---|---|---|")
     for p in PRECISIONS.values():
+        if p.variant_of is not None:
+            continue  # a variant is held to its precision's bounds, and named on its rows
+        name = ", ".join([p.name, *(v.name for v in PRECISIONS.values() if v.variant_of == p.name)])
         for family, tol in (("default", p.tolerance), *p.family_tolerance):
             family = FAMILY_LABELS[family if p.family_tolerance else "every"]
             rows.append(
-                f"| {p.name} | {family} | {tol.max_abs_rel:g} | {tol.min_cosine:g} | {tol.min_top1:.0%} "
+                f"| {name} | {family} | {tol.max_abs_rel:g} | {tol.min_cosine:g} | {tol.min_top1:.0%} "
                 f"| {', '.join(tol.checked)} |"
             )
     return "\n".join(rows)

@@ -287,11 +287,14 @@ def prepare_artifact(
     any work), then completed in the folder the user named, whatever its name; nothing else is ever measured in
     its place. Otherwise the model is exported (or re-exported, reusing every file made with the same settings)
     into ``artifacts_root``. Parity is the run's own, per row, so the export does not repeat it."""
+    from rbench.export.converters import available
     from rbench.export.onnx_export import ExportConfig
     from rbench.export.pipeline import export_artifact
     from rbench.precisions import get_precision
 
-    needed = sorted({"fp32"} | {p for p in precisions if get_precision(p).exported})
+    needed, notes = available(sorted({"fp32"} | {p for p in precisions if get_precision(p).exported}))
+    for note in notes:  # its rows say the same, as their skip reason
+        progress.note(note)
     if artifact_dir is None:
         assert model_config is not None, "a model to export, or an artifact"
         result = export_artifact(model_config, ExportConfig(), artifacts_root, needed, progress)

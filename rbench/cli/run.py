@@ -128,9 +128,10 @@ def _show(data: dict[str, Any], folder: Path, as_json: bool) -> None:
 
 
 def _choices(precision: str, backends: str) -> tuple[list[str], list[str]]:
-    from rbench.precisions import parse_precisions
+    from rbench.precisions import parse_precisions, with_variants
 
-    precisions = parse_precisions(precision, tuple(PRECISIONS), fp32_first=False)
+    # each precision with its backend-tuned variants: int8 is the portable graph and each backend's own
+    precisions = with_variants(parse_precisions(precision, tuple(PRECISIONS), fp32_first=False))
     return precisions, choice_list(backends, list(BACKENDS), "backend")
 
 

@@ -53,7 +53,8 @@ class Artifact:
         """Every file the manifest records is there with its recorded SHA-256 (exit 3 otherwise): what a command
         checks before any heavy work, so a tampered artifact is refused, never replaced by another."""
         recorded = [(WEIGHTS_FILE, self.manifest["weights"]["file_sha256"])]
-        recorded += [(e["file"], e["sha256"]) for e in self.manifest["precisions"].values()]
+        for entry in self.manifest["precisions"].values():
+            recorded += [(entry["file"], entry["sha256"]), *entry.get("extra_files", {}).items()]
         for name, sha in recorded:
             if not (self.path / name).is_file():
                 raise ArtifactError(f"rebuild required: {self.path} is missing {name}, which its manifest records")
@@ -96,7 +97,8 @@ class Artifact:
         return list(self.manifest["precisions"])
 
     def onnx_path(self, precision: str) -> Path:
-        """The verified ONNX file of one precision."""
+        """The verified model file of one precision: its ONNX (checked to load), or an OpenVINO IR (``.xml``, its
+        ``.bin`` verified too)."""
         if not get_precision(precision).exported:
             precision = "fp32"  # bf16 is an execution setting on the FP32 file
         entry = self.manifest["precisions"].get(precision)
@@ -108,8 +110,13 @@ class Artifact:
         from rbench.export.onnx_export import load_onnx
 
         path = self.path / entry["file"]
-        load_onnx(path)  # unreadable: bad input, exit 2
+        if path.suffix == ".onnx":
+            load_onnx(path)  # unreadable: bad input, exit 2
+        elif not path.is_file():
+            raise BadInputError(f"{self.path} is missing {entry['file']}; export it again")
         verify_sha256(path, entry["sha256"], "manifest", "export")
+        for name, sha in entry.get("extra_files", {}).items():
+            verify_sha256(self.path / name, sha, "manifest", "export")
         return path
 
     def engine_path(self, precision: str) -> Path:
@@ -130,6 +137,18 @@ class Artifact:
     def source_sha256(self, precision: str) -> str | None:
         """The SHA-256 of the ONNX file a precision's engine must be built from."""
         return self.manifest["precisions"].get(precision, {}).get("sha256")
+
+    def calibration_images(self) -> Any:
+        """The images the artifact's INT8 graph was calibrated on (NCHW float32, preprocessed), made again from the
+        settings its manifest records (the default's where it has no INT8 graph): every INT8 path calibrates alike."""
+        from dataclasses import fields
+
+        from rbench.export.precision import Int8Config, calibration_data, calibration_for
+
+        recorded = self.manifest["precisions"].get("int8", {}).get("settings", {})
+        known = {f.name for f in fields(Int8Config)} - {"cache_dir", "keep_fp32_ops"}
+        config = Int8Config(**{k: v for k, v in recorded.items() if k in known})
+        return calibration_data(calibration_for(config, self.manifest["model"].get("trained")), self.preprocess)
 
     def folded_model(self) -> nn.Module:
         """The reference model with BatchNorm folded into its convolutions (what the torch backends run)."""
@@ -163,13 +182,15 @@ class Artifact:
         args += ["--simplify"] if export.get("simplify") else []
         wanted = [p for p in EXPORTED if p in self.precisions or p in add]
         for precision in wanted:
+            if get_precision(precision).variant_of in wanted:
+                continue  # a variant calibrates like its precision, whose options are given
             args += _settings_args(precision, m["precisions"].get(precision, {}).get("settings", {}))
         args += ["--precision", ",".join(wanted), "--out", str(self.path.parent)]
         return shlex.join(args)
 
 
 def _settings_args(precision: str, settings: dict[str, Any]) -> list[str]:
-    from rbench.export.precision import CONVERTERS
+    from rbench.export.converters import CONVERTERS
 
     return CONVERTERS[precision].cli_args(settings) if precision in CONVERTERS else []
 

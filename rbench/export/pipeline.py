@@ -31,13 +31,12 @@ from rbench._io import (
 from rbench.data import Preprocess
 from rbench.errors import ArtifactError, BadInputError, RbenchError
 from rbench.export.artifact import MANIFEST, SCHEMA_VERSION, WEIGHTS_FILE, Artifact, precision_entry
+from rbench.export.converters import converter, resolve_settings
 from rbench.export.fold import fold_batchnorm
 from rbench.export.onnx_export import ExportConfig, export_onnx, save_onnx, validate_export_config
 from rbench.export.precision import (
     calibration_data,
     calibration_for,
-    converter,
-    default_settings,
 )
 from rbench.models import ModelConfig, create_model, get_spec, validate_model_config
 from rbench.models.weights import state_dict_sha256
@@ -94,9 +93,10 @@ def export_artifact(
     precisions = [p for p in EXPORTED if p in precisions or p == "fp32"]
     validate_model_config(model_config)
     validate_export_config(export_config)
-    settings = {**default_settings(), **(settings or {})}  # one settings object per reduced precision
-    if "int8" in settings:
-        settings["int8"] = calibration_for(settings["int8"], model_config.trained)
+    settings = resolve_settings(settings)  # one settings object per reduced precision
+    settings = {
+        k: calibration_for(v, model_config.trained) if converter(k).calibrates else v for k, v in settings.items()
+    }
     for precision in precisions[1:]:
         converter(precision).validate(settings[precision])
     out = Path(out)
@@ -202,7 +202,7 @@ def _add_precision(
     settings = made_by.record(chosen, data)
     old = previous.manifest["precisions"].get(precision) if previous else None
     if old is not None and old.get("settings") == settings and _intact(previous, old):
-        _link(previous.path / file, tmp / file)
+        _link_entry(previous, old, tmp)
         manifest["precisions"][precision] = {k: v for k, v in old.items() if k != "parity"}
         notices.append(f"kept {file}: made with the same settings")
         return
@@ -210,8 +210,8 @@ def _add_precision(
         notices.append(f"replaced {file}: {_settings_change(old.get('settings', {}), settings)}")
     fp32 = tmp / PRECISIONS["fp32"].file
     model = made_by.make(fp32, chosen, data, manifest["model"]["input_name"], progress)
-    save_onnx(model, tmp / file)
-    manifest["precisions"][precision] = precision_entry(tmp / file, model, settings)
+    made_by.save(model, tmp / file)
+    manifest["precisions"][precision] = made_by.entry(tmp / file, model, settings)
 
 
 def _settings_change(old: dict[str, Any], new: dict[str, Any]) -> str:
@@ -220,8 +220,16 @@ def _settings_change(old: dict[str, Any], new: dict[str, Any]) -> str:
 
 
 def _intact(artifact: Artifact | None, entry: dict[str, Any]) -> bool:
-    path = artifact.path / entry["file"] if artifact else None
-    return bool(path and path.is_file() and sha256_file(path) == entry["sha256"])
+    """Every file of a manifest entry is there with its recorded SHA-256 (an IR's ``.bin`` too)."""
+    if artifact is None:
+        return False
+    files = {entry["file"]: entry["sha256"], **entry.get("extra_files", {})}
+    return all((artifact.path / f).is_file() and sha256_file(artifact.path / f) == sha for f, sha in files.items())
+
+
+def _link_entry(previous: Artifact, entry: dict[str, Any], tmp: Path) -> None:
+    for name in (entry["file"], *entry.get("extra_files", {})):
+        _link(previous.path / name, tmp / name)
 
 
 def _carry_over(previous: Artifact | None, tmp: Path, manifest: dict[str, Any], made: set[str]) -> None:
@@ -230,9 +238,10 @@ def _carry_over(previous: Artifact | None, tmp: Path, manifest: dict[str, Any], 
         return
     for precision, entry in previous.manifest["precisions"].items():
         if precision not in made and precision in PRECISIONS and _intact(previous, entry):
-            _link(previous.path / entry["file"], tmp / entry["file"])
+            _link_entry(previous, entry, tmp)
             manifest["precisions"][precision] = {k: v for k, v in entry.items() if k != "parity"}
     ours = {MANIFEST, WEIGHTS_FILE, *(p.file for p in PRECISIONS.values())}
+    ours |= {f for e in manifest["precisions"].values() for f in e.get("extra_files", {})}
     for item in previous.path.iterdir():
         if item.name not in ours and not (tmp / item.name).exists():
             if item.is_dir():

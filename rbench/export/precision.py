@@ -74,6 +74,12 @@ class Int8Config:
     #: resnet20 it takes the worst cosine from 0.989 to 0.994 (resnet18: 0.9967 to 0.9969) for one FP32 layer.
     keep_first_conv: bool = True
     cache_dir: Path | None = None  # None: no calibration cache
+    #: ``int8``: symmetric int8 activations, zero-point 0 (TensorRT's parser needs it); ``uint8``: asymmetric uint8
+    #: activations (ONNX Runtime's U8S8, its fast path on x86 CPUs with VNNI)
+    activations: str = "int8"
+    #: ``onnxruntime``: ``quantize_static`` to QDQ; ``nncf``: NNCF on the OpenVINO model, ``preset`` its preset
+    quantizer: str = "onnxruntime"
+    preset: str = "performance"
 
 
 def to_fp16(model: onnx.ModelProto, config: Fp16Config = Fp16Config()) -> onnx.ModelProto:
@@ -130,6 +136,8 @@ def validate_int8(config: Int8Config) -> None:
         raise BadInputError(f"calibration percentile must be in (0, 100], got {config.percentile}")
     if config.seed < 0:
         raise BadInputError(f"--seed must be 0 or more, got {config.seed}")
+    if config.activations not in ("int8", "uint8") or config.preset not in ("performance", "mixed"):
+        raise BadInputError(f"INT8 activations int8 or uint8, preset performance or mixed; got {config}")
     source = config.calibration
     if source not in ("photos", "digits", "auto"):
         from rbench.data import check_image_folder
@@ -161,8 +169,9 @@ def to_int8(
         "entropy": CalibrationMethod.Entropy,
         "percentile": CalibrationMethod.Percentile,
     }[config.method]
+    symmetric = config.activations == "int8"
     extra: dict[str, Any] = {
-        "ActivationSymmetric": True,
+        "ActivationSymmetric": symmetric,
         "WeightSymmetric": True,
         "CalibStridedMinMax": _chunk(len(data)),
     }
@@ -178,7 +187,7 @@ def to_int8(
             _reader(data, input_name, progress),
             quant_format=QuantFormat.QDQ,
             per_channel=True,
-            activation_type=QuantType.QInt8,
+            activation_type=QuantType.QInt8 if symmetric else QuantType.QUInt8,
             weight_type=QuantType.QInt8,
             calibrate_method=method,
             nodes_to_exclude=excluded,
@@ -246,7 +255,9 @@ def calibration_key(model_path: Path, data: np.ndarray, config: Int8Config) -> s
     digest.update(_array_sha(data).encode())
     digest.update(str(data.shape).encode())
     settings = {
-        k: v for k, v in asdict(config).items() if k in ("method", "percentile", "keep_fp32_ops", "keep_first_conv")
+        k: v
+        for k, v in asdict(config).items()
+        if k in ("method", "percentile", "keep_fp32_ops", "keep_first_conv", "activations")
     }
     digest.update(repr(sorted(settings.items())).encode())
     return digest.hexdigest()
@@ -269,88 +280,6 @@ def check_qdq_symmetric(model: onnx.ModelProto) -> None:
             zp = inits.get(node.input[2])
             if zp is not None and np.any(numpy_helper.to_array(zp) != 0):
                 raise RuntimeError(f"{node.name}: non-zero zero-point; TensorRT needs symmetric quantization")
-
-
-@dataclass(frozen=True)
-class Converter:
-    """How ``rbench export`` makes one reduced precision's file from the FP32 graph: its settings type, whether it
-    calibrates on images, the conversion itself, what the manifest records of it, and the ``rbench export`` options
-    that make it again. One per exported precision of ``rbench.precisions`` (a test holds the two in step)."""
-
-    precision: str
-    settings: type
-    calibrates: bool
-    convert: Any  # (fp32_path, settings, data, input_name, progress) -> onnx.ModelProto
-    record: Any  # (settings, data) -> the manifest's settings
-    cli_args: Any  # (recorded settings) -> rbench export options
-    validate: Any = lambda settings: None
-
-    def make(
-        self, fp32_path: Path, settings: Any, data: np.ndarray | None, input_name: str, progress: Progress = Silent()
-    ) -> onnx.ModelProto:
-        """The checked model of this precision made from the FP32 ONNX at ``fp32_path``."""
-        from rbench.export.onnx_export import check_model
-
-        return check_model(self.convert(fp32_path, settings, data, input_name, progress))
-
-
-def _fp16(fp32_path: Path, settings: Fp16Config, data: Any, input_name: str, progress: Progress) -> onnx.ModelProto:
-    progress.step("converting to FP16")
-    return to_fp16(onnx.load(str(fp32_path)), settings)
-
-
-def _int8(fp32_path: Path, settings: Int8Config, data: Any, input_name: str, progress: Progress) -> onnx.ModelProto:
-    progress.step(
-        f"calibrating INT8 ({settings.method}, {len(data)} images from {settings.calibration})", total=len(data)
-    )
-    model = to_int8(fp32_path, data, settings, input_name, progress)
-    check_qdq_symmetric(model)
-    return model
-
-
-def _int8_args(settings: dict[str, Any]) -> list[str]:
-    if not settings:
-        return []
-    args = ["--calibration", str(settings["calibration"]), "--calib-method", settings["method"]]
-    return [*args, "--calib-samples", str(settings["samples"]), "--seed", str(settings["seed"])]
-
-
-CONVERTERS: dict[str, Converter] = {
-    c.precision: c
-    for c in (
-        Converter(
-            "fp16",
-            Fp16Config,
-            False,
-            _fp16,
-            lambda settings, data: _jsonable(asdict(settings)),
-            lambda recorded: ["--io", "fp16"] if recorded.get("keep_io_types") is False else [],
-        ),
-        Converter(
-            "int8",
-            Int8Config,
-            True,
-            _int8,
-            lambda settings, data: _jsonable(
-                {**asdict(settings), "cache_dir": None, "calibration_sha256": _array_sha(data)}
-            ),
-            _int8_args,
-            validate_int8,
-        ),
-    )
-}
-
-
-def converter(precision: str) -> Converter:
-    try:
-        return CONVERTERS[precision]
-    except KeyError:
-        raise unknown_choice("reduced precision", precision, CONVERTERS) from None
-
-
-def default_settings() -> dict[str, Any]:
-    """Every converter's default settings, by precision."""
-    return {name: c.settings() for name, c in CONVERTERS.items()}
 
 
 def _array_sha(data: np.ndarray) -> str:

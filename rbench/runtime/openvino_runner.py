@@ -22,7 +22,7 @@ from rbench.errors import BadInputError, first_line, missing_dependency, unknown
 from rbench.runtime.base import Runner, Streams, TensorSpec
 from rbench.runtime.spec import BackendSpec, Consumes, Executed, ModelSource, RunContext
 
-HINTS = {"fp32": "f32", "fp16": "f32", "int8": "f32", "bf16": "bf16"}
+HINTS = {"fp32": "f32", "fp16": "f32", "int8": "f32", "int8-nncf": "f32", "bf16": "bf16"}
 #: A runtime precision of OpenVINO's graph -> the precision (and peak) it is
 RUNTIME_PRECISIONS = {"u8": "int8", "i8": "int8", "bf16": "bf16", "f16": "fp16", "f32": "fp32"}
 
@@ -114,7 +114,7 @@ class OpenVinoRunner(Runner):
         import openvino as ov
 
         if not self.model_path.is_file():
-            raise BadInputError(f"ONNX model not found: {self.model_path}")
+            raise BadInputError(f"model not found: {self.model_path}")
         core = ov.Core()
         try:
             self.compiled = core.compile_model(core.read_model(str(self.model_path)), "CPU", self.config())
@@ -169,6 +169,13 @@ def executed_precisions(compiled: Any) -> dict[str, int]:
     return dict(counts.most_common())
 
 
+def _nncf_made(precision: str, device: str) -> str | None:
+    """The NNCF model is made by the export, which needs nncf."""
+    if precision == "int8-nncf" and importlib.util.find_spec("nncf") is None:
+        return "nncf is not installed: pip install 'rbench[nncf]'"
+    return None
+
+
 def _build(source: ModelSource, precision: str, context: RunContext) -> OpenVinoRunner:
     return OpenVinoRunner(source.onnx_path(precision), precision, threads=context.threads)
 
@@ -178,16 +185,18 @@ SPECS = (
         "openvino",
         "cpu",
         "openvino",
-        "OpenVINO CPU plugin on the artifact's ONNX, precision hint explicit",
+        "OpenVINO CPU plugin on the artifact's ONNX (or NNCF's IR), precision hint explicit",
         Consumes.ONNX,
         {
             "fp32": "model.onnx, hint f32",
             "fp16": "model.fp16.onnx, hint f32",
             "bf16": "model.onnx, hint bf16",
             "int8": "model.int8.onnx, hint f32",
+            "int8-nncf": "model.int8-nncf.xml (NNCF IR), hint f32",
         },
         _build,
         needs=("openvino",),
+        unavailable=_nncf_made,
         variant="cpu",
         streams=True,
         marker="D",

@@ -113,8 +113,8 @@ class OrtRunner(Runner):
     def executed(self) -> Executed:
         """ONNX Runtime runs exactly the artifact's graph: its types say what ran (an FP16 graph on the CPU
         provider runs its convolutions through FP32 kernels)."""
-        if self.precision == "int8":
-            return Executed("int8", "int8 QDQ graph (first conv, classifier fp32)")
+        if self.precision in _EXECUTED:
+            return Executed("int8", _EXECUTED[self.precision])
         if self.precision == "fp16" and self.device == "cpu":
             return Executed("fp32", "fp16")
         return Executed(self.precision, self.precision)
@@ -229,6 +229,10 @@ def _gpu(provider: str) -> Any:
 
 
 _GRAPHS = {"fp32": "model.onnx", "fp16": "model.fp16.onnx", "int8": "model.int8.onnx (QDQ)"}
+_EXECUTED = {
+    "int8": "int8 QDQ graph, s8 activations (first conv, classifier fp32)",
+    "int8-u8s8": "int8 QDQ graph, u8 activations (first conv, classifier fp32)",
+}
 _NO_BF16 = "{} runs the artifact's graphs; bf16 has none"
 SPECS = (
     BackendSpec(
@@ -237,7 +241,7 @@ SPECS = (
         "dev",
         "ONNX Runtime, CPU provider, on the artifact's ONNX of that precision",
         Consumes.ONNX,
-        _GRAPHS,
+        {**_GRAPHS, "int8-u8s8": "model.int8-u8s8.onnx (QDQ, uint8 activations)"},
         _cpu,
         needs=("onnxruntime",),
         variant="cpu",

@@ -49,6 +49,8 @@ class ModelSource(Protocol):
 
     def source_sha256(self, precision: str) -> str | None: ...
 
+    def calibration_images(self) -> Any: ...
+
 
 @dataclass(frozen=True)
 class RunContext:

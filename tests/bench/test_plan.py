@@ -33,7 +33,8 @@ def test_skip_reasons(resnet20_all, monkeypatch):
         "ONNX Runtime's CPU provider has no bf16 execution setting; bf16 runs on torch, torch-compile, openvino"
     )
     assert plans["torch folded channels_last int8"].skip == (
-        "no INT8 path in PyTorch here; int8 runs on ort, openvino, ort-cuda, ort-trt, trt"
+        "no INT8 path in eager PyTorch here (torch-compile has PT2E); int8 runs on torch-compile, ort, openvino, "
+        "ort-cuda, ort-trt, trt"
     )
     assert plans["trt fp16"].skip.startswith("no CUDA device here")
     assert plans["torch folded channels_last fp16"].skip == "no native FP16 on this CPU"

@@ -67,7 +67,7 @@ def test_rows_that_cannot_run_say_why_and_show_no_number(run_dir):
     data = json.loads((out / "results.json").read_text())
     skipped = {r["label"]: r["skipped"] for r in data["rows"] if r["skipped"]}
     assert skipped["ort cpu bf16"].startswith("ONNX Runtime's CPU provider has no bf16 execution setting; bf16 runs on")
-    assert skipped["torch folded channels_last int8"].startswith("no INT8 path in PyTorch")
+    assert skipped["torch folded channels_last int8"].startswith("no INT8 path in eager PyTorch")
     for backend in ("trt", "ort-cuda"):
         for precision in ("fp32", "int8", "bf16"):
             assert skipped[f"{backend} {precision}"].startswith("no CUDA device here"), backend
@@ -93,7 +93,12 @@ def test_results_json_round_trips_and_refuses_another_schema(run_dir, tmp_path):
     assert {p["precision"] for p in data["peaks"]["probes"]} >= {"fp32", "bf16", "int8"}
     from rbench.export.artifact import Artifact
 
-    assert Artifact.open(data["artifact"]).precisions == ["fp32", "int8"]  # run completed the artifact in place
+    assert Artifact.open(data["artifact"]).precisions == [
+        "fp32",
+        "int8",
+        "int8-u8s8",
+        "int8-nncf",
+    ]  # completed in place
     other = tmp_path / "results.json"
     other.write_text(json.dumps({**data, "schema": 99}))
     with pytest.raises(ArtifactError, match="results schema 99"):
