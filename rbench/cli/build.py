@@ -13,9 +13,9 @@ from rich.markup import escape
 
 from rbench._io import USER_CACHE_DIR
 from rbench.cli._common import add_columns, app, choices, err, handle_errors, out, table
-from rbench.precisions import EXPORTED
+from rbench.precisions import PORTABLE
 
-PrecisionChoice = choices("PrecisionChoice", list(EXPORTED))
+PrecisionChoice = choices("PrecisionChoice", list(PORTABLE))  # TensorRT builds the portable graphs
 
 
 @app.command()
