@@ -77,10 +77,14 @@ def main() -> None:
     summary |= from_results(Path(sys.argv[1]) if len(sys.argv) > 1 else ROOT / "results" / "results.json")
     out = ROOT / "benchmarks" / "results" / "harness.json"
     out.write_text(json.dumps(summary, indent=2) + "\n")
-    print(f"harness overhead {overhead * 1e6:.1f} us per call = {summary['overhead_share']:.3%} of ResNet-18 "
-          f"batch-1 on ONNX Runtime ({latency * 1e3:.2f} ms)")
-    print(f"ONNX Runtime row / bare InferenceSession.run loop, medians of 4 alternating blocks: "
-          f"{summary['ort_row_over_bare']:.3f}")
+    print(
+        f"harness overhead {overhead * 1e6:.1f} us per call = {summary['overhead_share']:.3%} of ResNet-18 "
+        f"batch-1 on ONNX Runtime ({latency * 1e3:.2f} ms)"
+    )
+    print(
+        f"ONNX Runtime row / bare InferenceSession.run loop, medians of 4 alternating blocks: "
+        f"{summary['ort_row_over_bare']:.3f}"
+    )
     for key in ("fastest_passing_b1", "best_fp32"):
         if key in summary:
             print(key, summary[key])

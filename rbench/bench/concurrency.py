@@ -49,9 +49,8 @@ def throughput(streams: Streams, batch: int, seconds: float) -> dict[str, Any]:
     n = len(streams.calls)
     completed, elapsed = 0, 0.0
     for phase in (seconds / 4, seconds):
-        streams.reset()
         counts, elapsed = run_threads(lambda k, i: streams.calls[k](i), n, phase, lambda k: streams.finish[k]())
-        completed = streams.completed() if streams.completed is not None else sum(counts)
+        completed = sum(counts)
     return {
         "mode": streams.mode,
         "requests": streams.requests,

@@ -2,8 +2,8 @@
 
 A CPU's name is not enough ("AMD EPYC" is a Zen 4 and a Zen 5 alike, whose vector units differ 2x), so the record
 holds the vendor, family, model, stepping and microcode, the hypervisor, the cache sizes, the ISA flags that decide
-a kernel's speed, and the clock sampled during the run. ``rbench compare`` refuses (exit 3) to judge across any of
-them unless told to (``--allow-env-change``).
+a kernel's speed, and the clock: the kernel's, and one measured under load. ``rbench compare`` refuses (exit 3) to
+judge across any of them but the measured clock unless told to (``--allow-env-change``).
 """
 
 from __future__ import annotations
@@ -62,6 +62,47 @@ def clock_mhz(path: str = "/proc/cpuinfo") -> float | None:
     return round(sum(found) / len(found), 1) if found else None
 
 
+_CHAIN = r"""
+#include <stdint.h>
+uint64_t chain(uint64_t n) {
+    uint64_t x = 0;
+    for (uint64_t i = 0; i < n; i++) {
+        __asm__ volatile("add $1, %0\n\tadd $1, %0\n\tadd $1, %0\n\tadd $1, %0\n\t"
+                         "add $1, %0\n\tadd $1, %0\n\tadd $1, %0\n\tadd $1, %0\n\t" : "+r"(x));
+    }
+    return x;
+}
+"""
+
+
+def measured_clock_mhz(rounds: int = 5, adds: int = 4_000_000) -> float | None:
+    """The core clock while busy, measured: a chain of dependent integer adds (one cycle of latency each on current
+    x86 cores), timed; the fastest of ``rounds`` (a neighbour only slows it). ``None`` where there is no C
+    compiler or the CPU is not x86-64."""
+    import ctypes
+    import shutil
+    import tempfile
+    import time
+
+    compiler = shutil.which("cc") or shutil.which("gcc")
+    if compiler is None or platform.machine() not in ("x86_64", "AMD64"):
+        return None
+    with tempfile.TemporaryDirectory(prefix="rbench-clock-") as tmp:
+        source, lib = Path(tmp) / "chain.c", Path(tmp) / "chain.so"
+        source.write_text(_CHAIN)
+        built = subprocess.run([compiler, "-O2", "-shared", "-fPIC", "-o", str(lib), str(source)], capture_output=True)
+        if built.returncode != 0:
+            return None
+        chain = ctypes.CDLL(str(lib)).chain
+        chain.restype, chain.argtypes = ctypes.c_uint64, [ctypes.c_uint64]
+        best = float("inf")
+        for _ in range(rounds):
+            start = time.perf_counter()
+            chain(adds // 8)
+            best = min(best, time.perf_counter() - start)
+    return round(adds / best / 1e6, 1)
+
+
 def caches(root: str = "/sys/devices/system/cpu/cpu0/cache") -> dict[str, str]:
     """Cache sizes seen by CPU 0, ``{"L1d": "32K", "L2": "1024K", …}``."""
     found = {}
@@ -102,6 +143,7 @@ def cpu_record() -> dict[str, Any]:
         "logical_cores": logical_cores(),
         "flags": [f for f in CPU_FLAGS if f in flags],
         "clock_mhz": clock_mhz(),
+        "measured_clock_mhz": measured_clock_mhz(),
     }
     return record
 

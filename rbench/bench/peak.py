@@ -18,6 +18,9 @@ import numpy as np
 from rbench.errors import first_line
 
 SIZE = 2048
+#: The square GEMMs probed: the large one the README has always cited, and one that fits the L2 and L3 caches of a
+#: 2-core share better (a network's convolutions are many smaller products).
+SIZES = (1024, SIZE)
 
 
 @dataclass(frozen=True)
@@ -26,6 +29,8 @@ class Probe:
     precision: str  # the precision the GEMM runs in: fp32, bf16, int8
     gflops: float | None
     error: str | None = None
+    size: int = SIZE
+    round: str = "before"  # measured before the rows, or after them (the machine drifts in between)
 
 
 def _best_seconds(fn: Callable[[], object], budget_s: float = 0.4, at_least: int = 3) -> float:
@@ -96,27 +101,30 @@ def _openvino(n: int, precision: str, threads: int) -> Callable[[], object]:
     return lambda: request.infer({0: a})
 
 
-def probes(threads: int = 0) -> list[tuple[str, str, Callable[[], Callable[[], object]]]]:
-    """(library, precision, maker) for every GEMM this machine's libraries offer."""
-    found: list[tuple[str, str, Callable[[], Callable[[], object]]]] = [("numpy", "fp32", lambda: _numpy_fp32(SIZE))]
+def probes(threads: int = 0, n: int = SIZE) -> list[tuple[str, str, Callable[[], Callable[[], object]]]]:
+    """(library, precision, maker) for every ``n``³ GEMM this machine's libraries offer."""
+    found: list[tuple[str, str, Callable[[], Callable[[], object]]]] = [("numpy", "fp32", lambda: _numpy_fp32(n))]
     if importlib.util.find_spec("torch"):
-        found += [("torch", p, lambda p=p: _torch(SIZE, p)) for p in ("fp32", "bf16")]
+        found += [("torch", p, lambda p=p: _torch(n, p)) for p in ("fp32", "bf16")]
     if importlib.util.find_spec("onnxruntime"):
-        found += [("onnxruntime", p, lambda p=p: _ort(SIZE, p, threads)) for p in ("fp32", "int8")]
+        found += [("onnxruntime", p, lambda p=p: _ort(n, p, threads)) for p in ("fp32", "int8")]
     if importlib.util.find_spec("openvino"):
-        found += [("openvino", p, lambda p=p: _openvino(SIZE, p, threads)) for p in ("fp32", "bf16")]
+        found += [("openvino", p, lambda p=p: _openvino(n, p, threads)) for p in ("fp32", "bf16")]
     return found
 
 
-def measure_peaks(threads: int = 0) -> list[Probe]:
-    """Every probe's GFLOP/s (2·n³ operations per product); a probe that fails is recorded, not fatal."""
+def measure_peaks(threads: int = 0, sizes: tuple[int, ...] = SIZES, round: str = "before") -> list[Probe]:
+    """Every probe's GFLOP/s (2·n³ operations per product) at every size; a probe that fails is recorded, not
+    fatal. ``rbench run`` measures a round before its rows and one after, and holds each row to the best of both."""
     results = []
-    for library, precision, make in probes(threads):
-        try:
-            seconds = _best_seconds(make())
-            results.append(Probe(library, precision, 2 * SIZE**3 / seconds / 1e9))
-        except Exception as exc:
-            results.append(Probe(library, precision, None, f"{type(exc).__name__}: {first_line(exc)}"))
+    for n in sizes:
+        for library, precision, make in probes(threads, n):
+            try:
+                seconds = _best_seconds(make())
+                results.append(Probe(library, precision, 2 * n**3 / seconds / 1e9, size=n, round=round))
+            except Exception as exc:
+                error = f"{type(exc).__name__}: {first_line(exc)}"
+                results.append(Probe(library, precision, None, error, size=n, round=round))
     return results
 
 
@@ -126,3 +134,38 @@ def best_per_precision(found: list[Probe]) -> dict[str, Probe]:
         if probe.gflops is not None and (probe.precision not in best or probe.gflops > best[probe.precision].gflops):
             best[probe.precision] = probe
     return best
+
+
+@dataclass(frozen=True)
+class Theoretical:
+    """The CPU's arithmetic peak on paper: cores x FLOP per cycle x clock, from its flags and the measured clock."""
+
+    precision: str
+    gflops: float
+    flop_per_cycle: int  # per core
+    assumptions: str
+
+
+def theoretical_peaks(cpu: dict) -> dict[str, Theoretical]:
+    """FP32, bf16 and int8 peaks on paper for the CPU record of ``rbench.bench.machine``, or ``{}`` without a
+    clock. Assumed: two FMA pipes per core; 512-bit vectors where AVX-512 runs at full width, 256-bit where it is
+    split in halves (AMD family 25, Zen 4) or absent (AVX2); bf16 dot products (``avx512_bf16``) do 2x FP32's
+    work per lane and cycle, VNNI's int8 dot products (``avx512_vnni``/``avx_vnni``) 4x; AMX is not modelled."""
+    clock = cpu.get("measured_clock_mhz") or cpu.get("clock_mhz")
+    source = "measured under load" if cpu.get("measured_clock_mhz") else "the kernel's clock, not measured"
+    cores, flags = cpu.get("logical_cores") or 1, set(cpu.get("flags") or ())
+    if not clock:
+        return {}
+    halves = cpu.get("vendor") == "AuthenticAMD" and str(cpu.get("family")) == "25"
+    bits = 512 if "avx512f" in flags and not halves else 256
+    fp32 = 2 * 2 * bits // 32  # two FMA pipes, two FLOP per FMA, lanes of 32 bits
+    width = f"{bits}-bit vectors" + (" (AVX-512 on 256-bit halves, AMD family 25)" if halves else "")
+    base = f"{cores} cores x {clock:.0f} MHz ({source}), 2 FMA pipes, {width}"
+    per_cycle = {"fp32": (fp32, base)}
+    if "avx512_bf16" in flags:
+        per_cycle["bf16"] = (2 * fp32, base + ", bf16 dot products 2x FP32")
+    if {"avx512_vnni", "avx_vnni"} & flags:
+        per_cycle["int8"] = (4 * fp32, base + ", VNNI int8 dot products 4x FP32")
+    return {
+        p: Theoretical(p, cores * n * clock / 1e3, n, why + "; AMX not modelled") for p, (n, why) in per_cycle.items()
+    }

@@ -40,12 +40,18 @@ class Efficiency:
     peak_library: str | None
     share_of_peak: float | None
     probe_beaten: bool
+    #: the CPU's peak on paper for that precision (``rbench.bench.peak.theoretical_peaks``), and the share of it
+    theoretical_gflops: float | None = None
+    share_of_theoretical: float | None = None
 
     @classmethod
-    def of(cls, throughput: float, macs: int, precision: str, peaks: dict[str, Probe]) -> Efficiency:
+    def of(
+        cls, throughput: float, macs: int, precision: str, peaks: dict[str, Probe], paper: dict[str, Any] | None = None
+    ) -> Efficiency:
         gflops = 2 * macs * throughput / 1e9
         peak = peaks.get(precision)
         share = gflops / peak.gflops if peak and peak.gflops else None
+        ceiling = (paper or {}).get(precision)
         return cls(
             gflops,
             precision,
@@ -53,6 +59,8 @@ class Efficiency:
             peak.library if peak else None,
             share,
             bool(share and share > 1),
+            ceiling.gflops if ceiling else None,
+            gflops / ceiling.gflops if ceiling else None,
         )
 
 
@@ -138,6 +146,7 @@ class RunResult:
     overhead_s: float
     macs: int
     config: BenchConfig
+    theoretical: dict[str, Any] = field(default_factory=dict)  # precision -> rbench.bench.peak.Theoretical
 
     @property
     def passed(self) -> bool:
@@ -156,6 +165,7 @@ class RunResult:
             "peaks": {
                 "probes": [asdict(p) for p in self.peaks],
                 "best": {k: asdict(v) for k, v in best_per_precision(self.peaks).items()},
+                "theoretical": {k: asdict(v) for k, v in self.theoretical.items()},
             },
             "harness_overhead_s": self.overhead_s,
             "passed": self.passed,

@@ -15,8 +15,9 @@ import numpy as np
 
 from rbench.bench.config import BenchConfig
 from rbench.bench.inputs import image_pool
+from rbench.bench.machine import cpu_record
 from rbench.bench.parity import compare, infer_in_batches, parity_inputs, sig, tolerance_for
-from rbench.bench.peak import Probe, best_per_precision, measure_peaks
+from rbench.bench.peak import Probe, best_per_precision, measure_peaks, theoretical_peaks
 from rbench.bench.plan import RowPlan, plan_rows
 from rbench.bench.results import Efficiency, Point, Row, RunResult
 from rbench.bench.sweep import harness_overhead, sweep, timed_activation
@@ -68,7 +69,20 @@ def run_benchmark(
         if plan.factory is not None:
             progress.note(summary(rows[-1], rows[0]))
         on_row(rows[-1])
-    return RunResult(artifact.path, rows, peaks, overhead, macs, config)
+    progress.step("measuring this machine's peak again, after the rows (each row is held to the best of both)")
+    peaks += measure_peaks(threads, round="after")
+    paper = theoretical_peaks(cpu_record())
+    _final_efficiency(rows, macs, best_per_precision(peaks), paper)
+    return RunResult(artifact.path, rows, peaks, overhead, macs, config, paper)
+
+
+def _final_efficiency(rows: list[Row], macs: int, peaks: dict[str, Probe], paper: dict[str, Any]) -> None:
+    """Each point's efficiency against the best probe of both rounds and the CPU's peak on paper (the live line
+    used the first round's)."""
+    for row in rows:
+        for point in row.points:
+            if point.stats is not None and row.executed_precision:
+                point.efficiency = Efficiency.of(point.stats.throughput, macs, row.executed_precision, peaks, paper)
 
 
 def _references(

@@ -66,12 +66,17 @@ def export(
     output is the artifact directory.
     """
     from rbench.bench.parity import export_artifact
+    from rbench.export.converters import available
     from rbench.export.onnx_export import ExportConfig
     from rbench.models import get_spec
     from rbench.precisions import parse_precisions
 
     precisions = parse_precisions(precision)
     _refuse_inapplicable(ctx, precisions)
+    if precision.strip().lower() == "all":  # every precision this machine can make; what it cannot is said
+        precisions, notes = available(precisions)
+        for note in notes:
+            err.print(f"note: {note}", markup=False, soft_wrap=True)
     model_config = model_config_for(model, weights, seed, num_classes, _read_class_names(class_names))
     if get_spec(model_config.name).family == "cifar" or explicit(ctx, "shortcut"):
         model_config = replace(model_config, options={"shortcut": shortcut.upper(), **model_config.options})
@@ -80,7 +85,7 @@ def export(
     cache = out_dir / ".cache" / "calibration"
     int8 = Int8Config(calib_method.value, calibration, calib_samples, seed, cache_dir=cache)
     with progress(not as_json) as shown:
-        settings = {"fp16": fp16, "int8": int8}
+        settings = {"fp16": fp16, "int8": int8}  # the INT8 variants calibrate like int8
         result = export_artifact(model_config, export_config, out_dir, precisions, shown, settings)
     if as_json:
         out.print_json(json.dumps(_summary(result)))
@@ -96,11 +101,12 @@ def export(
 
 def _refuse_inapplicable(ctx: typer.Context, precisions: list[str]) -> None:
     from rbench.errors import BadInputError
+    from rbench.precisions import get_precision
 
     if explicit(ctx, "io") and "fp16" not in precisions:
         raise BadInputError("--io applies to the FP16 model only; add fp16 to --precision")
     given = [f"--{n.replace('_', '-')}" for n in ("calibration", "calib_method", "calib_samples") if explicit(ctx, n)]
-    if given and "int8" not in precisions:
+    if given and not any("int8" in (p, get_precision(p).variant_of) for p in precisions):
         raise BadInputError(
             f"{', '.join(given)} appl{'ies' if len(given) == 1 else 'y'} to INT8 only; add int8 to --precision"
         )

@@ -81,8 +81,7 @@ class NotSupported(RbenchError):
 @dataclass
 class Streams:
     """Requests in flight: ``calls[k](i)`` runs (or issues) request ``i`` of host thread ``k``; ``finish[k]()``
-    waits for that thread's work. ``completed()``, where given, counts finished requests (an asynchronous queue
-    whose calls return before the work is done); else each call is one finished request."""
+    waits for that thread's work, after which every call made is a finished request."""
 
     calls: list[Callable[[int], Any]]
     finish: list[Callable[[], Any]]
@@ -90,8 +89,7 @@ class Streams:
     requests: int
     streams: int
     threads_per_stream: int
-    completed: Callable[[], int] | None = None
-    reset: Callable[[], None] = lambda: None
+    close: Callable[[], None] = lambda: None  # release what the setting holds (a queue, a session)
 
 
 class Runner(abc.ABC):

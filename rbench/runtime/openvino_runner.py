@@ -52,7 +52,6 @@ class OpenVinoRunner(Runner):
         self.compiled: Any = None
         self.request: Any = None
         self.executed_convolutions: dict[str, int] = {}
-        self._queues: list[tuple[Any, Any]] = []
 
     def config(self, mode: str | None = None) -> dict[str, Any]:
         """The compile settings; ``mode`` (THROUGHPUT, LATENCY) replaces the one-stream latency setting."""
@@ -84,18 +83,23 @@ class OpenVinoRunner(Runner):
         return [self._queue(feeds, 1, "LATENCY"), self._queue(feeds, requests, "THROUGHPUT")]
 
     def _queue(self, feeds: Sequence[Mapping[str, np.ndarray]], requests: int, mode: str) -> Streams:
+        """An ``AsyncInferQueue`` of ``requests`` on the model compiled under ``mode``. No completion callback (a
+        Python callback from OpenVINO's threads can deadlock the queue's release): every request issued has
+        completed once ``wait_all`` returns, so the issued count is the completed count."""
         import openvino as ov
 
         compiled = ov.Core().compile_model(str(self.model_path), "CPU", self.config(mode))
         queue = ov.AsyncInferQueue(compiled, requests)  # 0: OpenVINO's optimal number of requests
-        done = [0]
-        queue.set_callback(lambda request, userdata: done.__setitem__(0, done[0] + 1))
         streams = int(compiled.get_property("NUM_STREAMS"))
         threads = int(compiled.get_property("INFERENCE_NUM_THREADS"))
-        self._queues.append((compiled, queue))
+        held = [compiled, queue]
 
         def issue(i: int) -> None:
             queue.start_async(dict(feeds[i % len(feeds)]))
+
+        def close() -> None:
+            queue.wait_all()
+            held.clear()  # the queue, then the compiled model it runs
 
         return Streams(
             [issue],
@@ -104,8 +108,7 @@ class OpenVinoRunner(Runner):
             len(queue),
             streams,
             max(1, threads // max(1, streams)),
-            completed=lambda: done[0],
-            reset=lambda: done.__setitem__(0, 0),
+            close=close,
         )
 
     def _activate(self) -> None:
@@ -124,7 +127,6 @@ class OpenVinoRunner(Runner):
         self.executed_convolutions = executed_precisions(self.compiled)
 
     def _deactivate(self) -> None:
-        self._queues.clear()
         self.request = self.compiled = None
 
     def settings(self) -> dict[str, Any]:

@@ -65,7 +65,6 @@ class OrtRunner(Runner):
         self.intra_op_threads = intra_op_threads
         self.io_binding = io_binding
         self.session: Any = None
-        self._shared: OrtRunner | None = None  # --streams: the session the threads share
 
     def _activate(self) -> None:
         if importlib.util.find_spec("onnxruntime") is None:
@@ -132,23 +131,19 @@ class OrtRunner(Runner):
         per_stream = max(1, (self.threads_in_use() or os.cpu_count() or 1) // streams)
         shared = type(self)(self._model, self.providers, self.provider_options, self.precision, per_stream)
         shared.activate()
-        self._shared = shared
 
         def call(k: int) -> Any:
             return lambda i: shared.infer(feeds[(k + i * streams) % len(feeds)], check_inputs=False)
 
         mode = "threads sharing one InferenceSession"
-        return [
-            Streams([call(k) for k in range(streams)], [lambda: None] * streams, mode, streams, streams, per_stream)
-        ]
+        calls = [call(k) for k in range(streams)]
+        return [Streams(calls, [lambda: None] * streams, mode, streams, streams, per_stream, close=shared.deactivate)]
 
     def _describe(self) -> str:
         return "the model bytes" if isinstance(self._model, bytes) else str(self._model)
 
     def _deactivate(self) -> None:
-        if self._shared is not None:
-            self._shared.deactivate()
-        self.session = self._shared = None
+        self.session = None
 
     def input_specs(self) -> list[TensorSpec]:
         return [
