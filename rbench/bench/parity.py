@@ -277,10 +277,22 @@ def artifact_parity(
         return check_parity(runner, reference, inputs, tolerance, labels)
 
 
+def check_backend(precision: str) -> str:
+    """Where the export checks a precision's file: ONNX Runtime's CPU provider, or, for a file it does not run (an
+    OpenVINO IR), the first CPU backend that does."""
+    from rbench.runtime.registry import BACKENDS
+
+    if precision in BACKENDS[DEFAULT_BACKEND].precisions:
+        return DEFAULT_BACKEND
+    return next(name for name, spec in BACKENDS.items() if spec.device == "cpu" and precision in spec.precisions)
+
+
 def export_artifact(*args: Any, **kwargs: Any) -> Any:
     """``rbench.export.pipeline.export_artifact`` with every precision checked on ONNX Runtime against PyTorch
     (the exporter is handed this layer's parity check; it does not import it)."""
     from rbench.export.pipeline import export_artifact as export
 
-    kwargs.setdefault("parity", lambda artifact, precision: artifact_parity(artifact, DEFAULT_BACKEND, precision))
+    kwargs.setdefault(
+        "parity", lambda artifact, precision: artifact_parity(artifact, check_backend(precision), precision)
+    )
     return export(*args, **kwargs)

@@ -261,7 +261,7 @@ def _link(src: Path, dst: Path) -> None:
 def _check(artifact: Artifact, parity: ParityCheck | None, progress: Progress) -> dict[str, ParityOutcome]:
     reports = {}
     for precision in (p for p in PRECISIONS if p in artifact.precisions) if parity else ():
-        progress.step(f"checking {precision} parity on ONNX Runtime against PyTorch")
+        progress.step(f"checking {precision} parity against PyTorch")
         reports[precision] = parity(artifact, precision)
         if not reports[precision].passed:
             progress.fail()

@@ -142,7 +142,10 @@ def _evil_checkpoint(path: Path) -> Path:
         (["--weights", "{tmp}/missing.pt"], "weights file not found"),
         (["--weights", "{evil}"], "not a weights-only checkpoint"),
         (["--weights", "{tmp}/garbage.safetensors"], "corrupt safetensors file"),
-        (["--precision", "fp32,bf8"], "unknown precision 'bf8'; choose from fp32, fp16, int8, or all"),
+        (
+            ["--precision", "fp32,bf8"],
+            "unknown precision 'bf8'; choose from fp32, fp16, int8, int8-u8s8, int8-nncf, or all",
+        ),
     ],
 )
 def test_export_bad_input_exits_2_with_one_line_and_writes_nothing(tmp_path, args, message):
@@ -249,8 +252,14 @@ def test_tables_read_in_an_80_column_pipe(resnet20_artifact, tmp_path):
     assert export.exit_code == 0, export.output
     _fits_80_columns(export.stdout.rsplit("\n", 2)[0])  # all but the last line, the artifact's path
     assert "PASS parity of every precision" in export.stdout
-    for step in ("✓ converting to FP16", "✓ calibrating INT8 (percentile, 64 images from photos)"):
-        assert step in export.stderr
+    steps = [
+        "✓ converting to FP16",
+        "✓ calibrating INT8, symmetric activations (percentile, 64 images from photos)",
+        "✓ calibrating INT8, uint8 asymmetric activations (percentile, 64 images from",
+        "✓ quantizing with NNCF (performance preset, 64 images from photos)",
+        "✓ checking int8-nncf parity against PyTorch",
+    ]
+    assert all(step in export.stderr for step in steps), export.stderr
 
 
 @pytest.mark.parametrize("where", ["before", "after"])

@@ -167,7 +167,7 @@ def test_sigterm_mid_export_leaves_nothing_behind(tmp_path):
 
     out = tmp_path / "artifacts"
     code = (
-        "import sys, dataclasses, rbench.export.precision as p\n"
+        "import sys, dataclasses, rbench.export.converters as p\n"
         "def slow(*a, **k):\n"
         "    print('converting', flush=True)\n"
         "    import time; time.sleep(60)\n"
