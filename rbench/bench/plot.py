@@ -6,7 +6,7 @@ import io
 from typing import Any
 
 from rbench.bench.report import machine
-from rbench.bench.results import baseline_throughput
+from rbench.bench.results import baseline_throughput, rows_of
 
 
 def _figure(title: str, data: dict[str, Any]) -> tuple[Any, Any]:
@@ -22,7 +22,7 @@ def _figure(title: str, data: dict[str, Any]) -> tuple[Any, Any]:
 
     from rbench.bench.report import skipped_groups
 
-    skipped = [f"{label} ({why})" for _, label, why in skipped_groups(data)]
+    skipped = [f"{label} ({why})" for _, label, why in skipped_groups(rows_of(data))]
     if skipped:
         lines = textwrap.wrap("did not run: " + "; ".join(skipped), 190)
         fig.text(0.01, 0.01, "\n".join(lines[:6] + (["..."] if len(lines) > 6 else [])), fontsize=6, va="bottom")
@@ -69,17 +69,14 @@ def _png(fig: Any) -> bytes:
 
 
 def _series(data: dict[str, Any], key: str) -> list[tuple[str, list[int], list[float]]]:
+    """(row label, batch sizes, ``key`` of each point's measurement: ms for latencies, images/s for throughput)."""
     out = []
-    for r in data["rows"]:
-        points = [p for p in r["points"] if p["stats"]]
+    for r in rows_of(data):
+        points = [p for p in r.points if p.stats is not None]
         if points:
-            out.append((r["label"], [p["batch"] for p in points], [key_of(p, key) for p in points]))
+            values = [getattr(p.stats, key) * (1 if key == "throughput" else 1e3) for p in points]
+            out.append((r.label, [p.batch for p in points], values))
     return out
-
-
-def key_of(point: dict[str, Any], key: str) -> float:
-    value = point["stats"][key]
-    return value * 1e3 if key != "throughput" else value
 
 
 def latency_plot(data: dict[str, Any]) -> bytes:
@@ -106,7 +103,7 @@ def speedup_plot(data: dict[str, Any]) -> bytes:
     import numpy as np
 
     fig, ax = _figure("Speedup over eager PyTorch FP32 (throughput ratio, same batch, same run)", data)
-    base = baseline_throughput(data)
+    base = baseline_throughput(rows_of(data))
     series = [(label, dict(zip(b, v, strict=True))) for label, b, v in _series(data, "throughput")]
     batch_sizes = sorted(base)
     width = 0.8 / max(1, len(batch_sizes))
@@ -126,13 +123,13 @@ def speedup_plot(data: dict[str, Any]) -> bytes:
 def streams_plot(data: dict[str, Any]) -> bytes:
     fig, ax = _figure("Throughput with requests in flight (--streams), per batch size", data)
     i = 0
-    for r in data["rows"]:
-        for batch, found in (r.get("concurrency") or {}).items():
+    for r in rows_of(data):
+        for batch, found in r.concurrency.items():
             measured = [m for m in found if "throughput" in m]
             if measured:
                 labels = [f"{m['requests']} req, {m['mode'].split('=')[-1]}" for m in measured]
                 values = [m["throughput"] for m in measured]
-                ax.plot(labels, values, label=f"{r['label']} b{batch}", **_style(i, r["label"]))
+                ax.plot(labels, values, label=f"{r.label} b{batch}", **_style(i, r.label))
                 i += 1
     ax.set(xlabel="requests in flight (setting)", ylabel="throughput (images/s)")
     ax.legend(fontsize=7)
@@ -142,6 +139,6 @@ def streams_plot(data: dict[str, Any]) -> bytes:
 
 def plots(data: dict[str, Any]) -> dict[str, bytes]:
     found = {"latency": latency_plot(data), "throughput": throughput_plot(data), "speedup": speedup_plot(data)}
-    if any(r.get("concurrency") for r in data["rows"]):
+    if any(r.concurrency for r in rows_of(data)):
         found["streams"] = streams_plot(data)
     return found

@@ -84,6 +84,21 @@ class Point:
     #: (feed index, outputs) of up to SAMPLED timed calls, spread over the run, for the output audit (not saved)
     sampled: list[tuple[int, dict[str, np.ndarray]]] = field(default_factory=list, repr=False)
 
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any]) -> Point:
+        """A point read back from results.json (any schema-1 file; fields it lacks take their defaults)."""
+        known = {f.name for f in fields(cls)} - {"stats", "compute_stats", "efficiency", "sampled"}
+        point = cls(**{k: v for k, v in raw.items() if k in known})
+        samples = raw.get("samples") or []
+        if raw.get("stats"):
+            point.stats = Measurement.from_stats(raw["stats"], point.batch, samples)
+        if raw.get("compute_stats"):
+            point.compute_stats = Measurement.from_stats(raw["compute_stats"], point.batch)
+        if raw.get("efficiency"):
+            names = {f.name for f in fields(Efficiency)}
+            point.efficiency = Efficiency(**{k: v for k, v in raw["efficiency"].items() if k in names})
+        return point
+
     def to_dict(self) -> dict[str, Any]:
         out = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "sampled"}
         for key in ("stats", "compute_stats"):
@@ -132,6 +147,14 @@ class Row:
     @property
     def failed(self) -> bool:
         return bool(self.failures())
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any]) -> Row:
+        """A row read back from results.json, its points typed."""
+        known = {f.name for f in fields(cls)} - {"points"}
+        row = cls(**{k: v for k, v in raw.items() if k in known})
+        row.points = [Point.from_dict(p) for p in raw.get("points", [])]
+        return row
 
     def to_dict(self) -> dict[str, Any]:
         out = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "points"}
@@ -182,11 +205,14 @@ def run_failures(data: dict[str, Any]) -> list[str]:
     return [f for r in data["rows"] for f in r.get("failures", [])]
 
 
-def baseline_throughput(data: dict[str, Any]) -> dict[int, float]:
+def rows_of(data: dict[str, Any]) -> list[Row]:
+    """The typed rows of a results.json's data: what the report, plots and CSV read."""
+    return [Row.from_dict(r) for r in data["rows"]]
+
+
+def baseline_throughput(rows: list[Row]) -> dict[int, float]:
     """Batch → images/s of the eager FP32 baseline row, which every speedup divides by."""
-    return {
-        p["batch"]: p["stats"]["throughput"] for r in data["rows"] if r["baseline"] for p in r["points"] if p["stats"]
-    }
+    return {p.batch: p.stats.throughput for r in rows if r.baseline for p in r.points if p.stats}
 
 
 def read_results(path: Path) -> dict[str, Any]:

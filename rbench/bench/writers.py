@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from rbench._io import write_bytes_atomic
-from rbench.bench.results import baseline_throughput
+from rbench.bench.results import Row, baseline_throughput, rows_of
 
 CSV_COLUMNS = (
     "backend",
@@ -53,43 +53,48 @@ CSV_COLUMNS = (
 
 def csv_rows(data: dict[str, Any]) -> list[dict[str, Any]]:
     """One row per backend × precision × batch (a skipped row: one line saying why)."""
-    base = baseline_throughput(data)
+    rows = rows_of(data)
+    base = baseline_throughput(rows)
     out = []
-    for r in data["rows"]:
-        common = {k: r.get(k) for k in ("backend", "variant", "precision", "executed", "device", "threads", "file")}
-        common |= {k: r["parity"].get(k) for k in ("cosine", "max_abs_rel", "top1")}
-        common["parity"] = "" if not r["parity"] else ("pass" if r["parity"]["passed"] else "FAIL")
-        common["session_s"] = r["session_s"]
-        accuracy = r.get("accuracy") or {}
-        common |= {"accuracy_top1": accuracy.get("top1"), "accuracy_top5": accuracy.get("top5")}
-        common["agreement"] = accuracy.get("agreement")
-        loadgen = r.get("loadgen") or {}
-        common |= {
-            "scenario": loadgen.get("scenario"),
-            "loadgen_validity": loadgen.get("validity") or loadgen.get("error"),
-            "loadgen_value": loadgen.get("value"),
-        }
-        if r["skipped"] or r["error"] or not r["points"]:
-            out.append({**common, "status": f"skipped: {r['skipped']}" if r["skipped"] else f"error: {r['error']}"})
+    for r in rows:
+        common = _csv_common(r)
+        if r.skipped or r.error or not r.points:
+            out.append({**common, "status": f"skipped: {r.skipped}" if r.skipped else f"error: {r.error}"})
             continue
-        for p in r["points"]:
-            s, e = p["stats"] or {}, p.get("efficiency") or {}
+        for p in r.points:
+            s, e = p.stats, p.efficiency
             out.append(
                 {
                     **common,
-                    "batch": p["batch"],
-                    "status": f"error: {p['error']}" if p["error"] else "ok",
-                    **{f"{k}_ms": s[k] * 1e3 for k in ("p50", "p90", "p99", "mean") if k in s},
-                    "cv": s.get("cv"),
-                    "throughput": s.get("throughput"),
-                    "speedup": s["throughput"] / base[p["batch"]] if s and p["batch"] in base else None,
-                    "gflops": e.get("gflops"),
-                    "share_of_peak": e.get("share_of_peak"),
-                    "first_inference_ms": p["first_inference_s"] * 1e3 if p["first_inference_s"] else None,
-                    "peak_rss_mb": p["peak_rss_mb"],
+                    "batch": p.batch,
+                    "status": f"error: {p.error}" if p.error else "ok",
+                    **({f"{k}_ms": getattr(s, k) * 1e3 for k in ("p50", "p90", "p99", "mean")} if s else {}),
+                    "cv": s.cv if s else None,
+                    "throughput": s.throughput if s else None,
+                    "speedup": s.throughput / base[p.batch] if s and p.batch in base else None,
+                    "gflops": e.gflops if e else None,
+                    "share_of_peak": e.share_of_peak if e else None,
+                    "first_inference_ms": p.first_inference_s * 1e3 if p.first_inference_s else None,
+                    "peak_rss_mb": p.peak_rss_mb,
                 }
             )
     return out
+
+
+def _csv_common(r: Row) -> dict[str, Any]:
+    """The columns every line of a row shares: what ran, its parity, accuracy and LoadGen figures."""
+    common = {k: getattr(r, k) for k in ("backend", "variant", "precision", "executed", "device", "threads", "file")}
+    common |= {k: r.parity.get(k) for k in ("cosine", "max_abs_rel", "top1")}
+    common["parity"] = "" if not r.parity else ("pass" if r.parity["passed"] else "FAIL")
+    common["session_s"] = r.session_s
+    common |= {k: r.accuracy.get(v) for k, v in (("accuracy_top1", "top1"), ("accuracy_top5", "top5"))}
+    common["agreement"] = r.accuracy.get("agreement")
+    validity = r.loadgen.get("validity") or r.loadgen.get("error")
+    return common | {
+        "scenario": r.loadgen.get("scenario"),
+        "loadgen_validity": validity,
+        "loadgen_value": r.loadgen.get("value"),
+    }
 
 
 def _json(data: dict[str, Any]) -> bytes:

@@ -192,8 +192,9 @@ def _check_inputs(model: str | None, weights: str, artifact: Path | None, out_di
 def skipped_lines(data: dict[str, Any]) -> list[str]:
     """Rows that did not run, one line per backend and reason: "skipped: trt fp32, fp16, int8, bf16: no CUDA …"."""
     from rbench.bench.report import skipped_groups
+    from rbench.bench.results import rows_of
 
-    return [f"{kind}: {label}: {why}" for kind, label, why in skipped_groups(data)]
+    return [f"{kind}: {label}: {why}" for kind, label, why in skipped_groups(rows_of(data))]
 
 
 def live_table(data: dict[str, Any]) -> Any:
@@ -203,30 +204,27 @@ def live_table(data: dict[str, Any]) -> Any:
         caption="p50 per call; x: throughput over eager PyTorch FP32 at the same batch; peak: this run's best "
         "GEMM of the executed precision; parity: PyTorch FP32 on the photos; audit ✗: an honesty audit failed.",
     )
-    accuracy = any(r.get("accuracy") for r in data["rows"])
+    from rbench.bench.results import baseline_throughput, rows_of
+
+    rows = rows_of(data)
+    accuracy = any(r.accuracy for r in rows)
     columns = ("row", "batch", "p50 ms", "img/s", "x", "peak", "parity", *(("top-1",) if accuracy else ()))
     add_columns(t, columns, left=("row", "parity"))
-    from rbench.bench.results import baseline_throughput
-
-    base = baseline_throughput(data)
-    for r in data["rows"]:
-        label = f"{r['label']} [{r['executed']}]" if r["executed"] and r["executed"] != r["precision"] else r["label"]
-        if r["skipped"] or r["error"]:
+    base = baseline_throughput(rows)
+    for r in rows:
+        if r.skipped or r.error:
             continue  # listed below the table, grouped (skipped_lines)
-        parity = r["parity"]
-        verdict = mark(f"cos {parity['cosine']:.5f}", parity["passed"]) if parity else ""
-        audits = [a for p in r["points"] for a in p.get("audits", {}).values() if a]
-        if any(not a["passed"] for a in audits):
+        label = f"{r.label} [{r.executed}]" if r.executed and r.executed != r.precision else r.label
+        verdict = mark(f"cos {r.parity['cosine']:.5f}", r.parity["passed"]) if r.parity else ""
+        if any(a and not a["passed"] for p in r.points for a in p.audits.values()):
             verdict += " [red]audit ✗[/]"  # the findings are in the row's line above and in report.md
-        for p in r["points"]:
-            top1 = (f"{r['accuracy']['top1']:.2%}",) if r.get("accuracy") else ("",) if accuracy else ()
-            if p["error"]:
-                t.add_row(label, str(p["batch"]), "", "", "", "", f"error: {p['error']}", *top1)
+        top1 = (f"{r.accuracy['top1']:.2%}",) if r.accuracy else ("",) if accuracy else ()
+        for p in r.points:
+            if p.stats is None:
+                t.add_row(label, str(p.batch), "", "", "", "", f"error: {p.error}", *top1)
                 continue
-            s, e = p["stats"], p.get("efficiency") or {}
-            speed = f"{s['throughput'] / base[p['batch']]:.2f}" if p["batch"] in base else ""
-            share = f"{e['share_of_peak']:.0%}" if e.get("share_of_peak") is not None else ""
-            t.add_row(
-                label, str(p["batch"]), f"{s['p50'] * 1e3:.2f}", f"{s['throughput']:.1f}", speed, share, verdict, *top1
-            )
+            speed = f"{p.stats.throughput / base[p.batch]:.2f}" if p.batch in base else ""
+            share = f"{p.efficiency.share_of_peak:.0%}" if p.efficiency and p.efficiency.share_of_peak else ""
+            cells = (f"{p.stats.p50 * 1e3:.2f}", f"{p.stats.throughput:.1f}", speed, share, verdict, *top1)
+            t.add_row(label, str(p.batch), *cells)
     return t
