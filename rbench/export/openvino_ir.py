@@ -9,31 +9,15 @@ weights in ``model.int8-nncf.bin`` beside it.
 from __future__ import annotations
 
 import collections
-import contextlib
 import importlib.util
-import io
-import logging
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from rbench.errors import missing_dependency
+from rbench.export.precision import quiet
 from rbench.progress import Progress
-
-
-@contextlib.contextmanager
-def _quiet() -> Iterator[None]:
-    """NNCF logs its progress and statistics collection; keep stdout and the log clean."""
-    logger = logging.getLogger("nncf")
-    level = logger.level
-    logger.setLevel(logging.ERROR)
-    try:
-        with contextlib.redirect_stdout(io.StringIO()):
-            yield
-    finally:
-        logger.setLevel(level)
 
 
 def nncf_quantize(fp32_path: Path, data: np.ndarray, settings: Any, input_name: str, progress: Progress) -> Any:
@@ -51,7 +35,7 @@ def nncf_quantize(fp32_path: Path, data: np.ndarray, settings: Any, input_name: 
     kept = nncf.IgnoredScope(
         types=list(settings.keep_fp32_ops), names=convolutions[:1] if settings.keep_first_conv else [], validate=False
     )
-    with _quiet():
+    with quiet("nncf"):
         return nncf.quantize(model, dataset, preset=presets[settings.preset], subset_size=len(data), ignored_scope=kept)
 
 

@@ -179,7 +179,7 @@ def to_int8(
         extra["CalibPercentile"] = config.percentile
     cache = _cache_path(model_path, data, config)
     excluded = fp32_nodes(onnx.load(str(model_path), load_external_data=False), config)
-    with tempfile.TemporaryDirectory(prefix="rbench-int8-") as tmp, _quiet():
+    with tempfile.TemporaryDirectory(prefix="rbench-int8-") as tmp, quiet():
         out = Path(tmp) / "model.int8.onnx"
         quantize_static(
             str(model_path),
@@ -236,16 +236,17 @@ def fp32_nodes(model: onnx.ModelProto, config: Int8Config) -> list[str]:
 
 
 @contextlib.contextmanager
-def _quiet() -> Iterator[None]:
-    """ONNX Runtime's calibrators print progress to stdout and log advice to the root logger: keep stdout clean."""
-    root = logging.getLogger()
-    level = root.level
-    root.setLevel(logging.ERROR)
+def quiet(logger: str | None = None) -> Iterator[None]:
+    """A quantizer's chatter kept off stdout and its log (ONNX Runtime's calibrators print progress to stdout and
+    log advice to the root logger; NNCF logs its statistics collection to ``nncf``)."""
+    log = logging.getLogger(logger)
+    level = log.level
+    log.setLevel(logging.ERROR)
     try:
         with contextlib.redirect_stdout(io.StringIO()):
             yield
     finally:
-        root.setLevel(level)
+        log.setLevel(level)
 
 
 def calibration_key(model_path: Path, data: np.ndarray, config: Int8Config) -> str:
