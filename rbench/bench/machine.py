@@ -8,6 +8,7 @@ judge across any of them but the measured clock unless told to (``--allow-env-ch
 
 from __future__ import annotations
 
+import functools
 import platform
 import subprocess
 from pathlib import Path
@@ -75,10 +76,12 @@ uint64_t chain(uint64_t n) {
 """
 
 
+@functools.lru_cache(maxsize=1)
 def measured_clock_mhz(rounds: int = 5, adds: int = 4_000_000) -> float | None:
     """The core clock while busy, measured: a chain of dependent integer adds (one cycle of latency each on current
     x86 cores), timed; the fastest of ``rounds`` (a neighbour only slows it). ``None`` where there is no C
-    compiler or the CPU is not x86-64."""
+    compiler or the CPU is not x86-64. Measured once a process: the peak on paper and the environment record of a
+    run read the same figure."""
     import ctypes
     import shutil
     import tempfile

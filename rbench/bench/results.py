@@ -196,10 +196,6 @@ class RunResult:
         }
 
 
-def to_json(result: RunResult, command: list[str], env: dict[str, Any]) -> dict[str, Any]:
-    return result.to_json(command, env)
-
-
 def run_failures(data: dict[str, Any]) -> list[str]:
     """What failed a run, from its results.json (each row's own ``failures``)."""
     return [f for r in data["rows"] for f in r.get("failures", [])]

@@ -181,7 +181,7 @@ def _check_inputs(model: str | None, weights: str, artifact: Path | None, out_di
     if artifact is not None:
         from rbench.export.artifact import Artifact
 
-        Artifact.open(artifact).verify()  # a tampered artifact: exit 3 before any work
+        Artifact.open(artifact)  # prepare_artifact verifies every file next, before any heavy work
     else:
         config = model_config_for(model, weights, seed)
         validate_model_config(config)

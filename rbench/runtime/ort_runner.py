@@ -228,7 +228,25 @@ _EXECUTED = {
     "int8": "int8 QDQ graph, s8 activations (first conv, classifier fp32)",
     "int8-u8s8": "int8 QDQ graph, u8 activations (first conv, classifier fp32)",
 }
-_NO_BF16 = "{} runs the artifact's graphs; bf16 has none"
+
+
+def _gpu_spec(name: str, provider: str, description: str, marker: str) -> BackendSpec:
+    """ONNX Runtime on a GPU provider: the artifact's graphs, IOBinding, compute-only timing."""
+    return BackendSpec(
+        name,
+        "cuda",
+        "gpu",
+        description,
+        Consumes.ONNX,
+        _GRAPHS,
+        _gpu(provider),
+        needs=("onnxruntime",),
+        device_timing=True,
+        marker=marker,
+        lacks={"bf16": f"{name} runs the artifact's graphs; bf16 has none"},
+    )
+
+
 SPECS = (
     BackendSpec(
         "ort",
@@ -244,30 +262,6 @@ SPECS = (
         marker="^",
         lacks={"bf16": "ONNX Runtime's CPU provider has no bf16 execution setting"},
     ),
-    BackendSpec(
-        "ort-cuda",
-        "cuda",
-        "gpu",
-        "ONNX Runtime, CUDA provider with IOBinding (TF32 off)",
-        Consumes.ONNX,
-        _GRAPHS,
-        _gpu("cuda"),
-        needs=("onnxruntime",),
-        device_timing=True,
-        marker="v",
-        lacks={"bf16": _NO_BF16.format("ort-cuda")},
-    ),
-    BackendSpec(
-        "ort-trt",
-        "cuda",
-        "gpu",
-        "ONNX Runtime, TensorRT provider with IOBinding and engine caches",
-        Consumes.ONNX,
-        _GRAPHS,
-        _gpu("tensorrt"),
-        needs=("onnxruntime",),
-        device_timing=True,
-        marker="X",
-        lacks={"bf16": _NO_BF16.format("ort-trt")},
-    ),
+    _gpu_spec("ort-cuda", "cuda", "ONNX Runtime, CUDA provider with IOBinding (TF32 off)", "v"),
+    _gpu_spec("ort-trt", "tensorrt", "ONNX Runtime, TensorRT provider with IOBinding and engine caches", "X"),
 )
