@@ -2,11 +2,12 @@
 
 ``fold_conv_bn_weights`` is the pure arithmetic (tensors in, tensors out). ``fold_batchnorm`` is the module pass:
 it traces the model with ``torch.fx``, folds every BatchNorm whose only input is a convolution used by nothing else,
-and returns a new module; the caller's model is never touched.
+and returns a folded copy with the same module tree; the caller's model is never touched.
 """
 
 from __future__ import annotations
 
+import collections
 import copy
 import warnings
 from dataclasses import dataclass, field
@@ -67,15 +68,20 @@ class FoldResult:
 def fold_batchnorm(model: nn.Module) -> FoldResult:
     """Fold every Conv2d→BatchNorm2d pair of an eval-mode model into one Conv2d with bias.
 
-    Returns a ``torch.fx.GraphModule`` with the BatchNorm nodes removed. A BatchNorm that does not directly follow a
-    convolution, or whose convolution output is also used elsewhere, stays as it is and is named in a warning.
+    ``torch.fx`` finds the pairs; the folding is applied to a copy of the model itself, so the module tree (and the
+    ONNX node names the exporter makes from it, ``/layer1/layer1.0/conv1/Conv``) is the original's: each folded
+    convolution replaced by its folded twin, each folded BatchNorm by ``nn.Identity``. A BatchNorm that does not
+    directly follow a convolution, whose convolution output is also used elsewhere, or that is called more than once,
+    stays as it is and is named in a warning.
     """
     if model.training:
         raise ValueError("fold_batchnorm needs an eval-mode model: call model.eval() first")
-    gm = fx.symbolic_trace(copy.deepcopy(model))
-    modules = dict(gm.named_modules())
-    result = FoldResult(module=gm)
-    for node in list(gm.graph.nodes):
+    graph = fx.symbolic_trace(model).graph
+    calls = collections.Counter(n.target for n in graph.nodes if n.op == "call_module")
+    folded_model = copy.deepcopy(model)
+    modules = dict(folded_model.named_modules())
+    result = FoldResult(module=folded_model)
+    for node in graph.nodes:
         if node.op != "call_module" or not isinstance(modules[node.target], nn.BatchNorm2d):
             continue
         src = node.args[0]
@@ -84,17 +90,13 @@ def fold_batchnorm(model: nn.Module) -> FoldResult:
             and src.op == "call_module"
             and isinstance(modules[src.target], nn.Conv2d)
             and len(src.users) == 1
+            and calls[src.target] == calls[node.target] == 1
         ):
-            _set_submodule(gm, src.target, fold_conv_bn(modules[src.target], modules[node.target]))
-            node.replace_all_uses_with(src)
-            gm.graph.erase_node(node)
-            _set_submodule(gm, node.target, nn.Identity())
+            _set_submodule(folded_model, src.target, fold_conv_bn(modules[src.target], modules[node.target]))
+            _set_submodule(folded_model, node.target, nn.Identity())
             result.folded.append(node.target)
         else:
             result.unfolded.append(node.target)
-    gm.graph.lint()
-    gm.delete_all_unused_submodules()
-    gm.recompile()
     if result.unfolded:
         warnings.warn(
             f"{len(result.unfolded)} BatchNorm layer(s) not folded (no Conv2d directly before them): "

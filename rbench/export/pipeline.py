@@ -33,6 +33,7 @@ from rbench.errors import ArtifactError, BadInputError, RbenchError
 from rbench.export.artifact import MANIFEST, SCHEMA_VERSION, WEIGHTS_FILE, Artifact, precision_entry
 from rbench.export.converters import converter, resolve_settings
 from rbench.export.fold import fold_batchnorm
+from rbench.export.names import file_modules
 from rbench.export.onnx_export import ExportConfig, export_onnx, save_onnx, validate_export_config
 from rbench.export.precision import (
     calibration_data,
@@ -158,6 +159,9 @@ def _write(
     for precision in precisions[1:]:
         _add_precision(tmp, manifest, precision, previous, chosen[precision], progress, notices)
     _carry_over(previous, tmp, manifest, set(precisions))
+    modules = {name for name, _ in model.named_modules()}
+    for entry in manifest["precisions"].values():
+        entry.setdefault("modules", file_modules(tmp / entry["file"], modules))
     manifest["precisions"] = {p: manifest["precisions"][p] for p in PRECISIONS if p in manifest["precisions"]}
     write_json_atomic(tmp / MANIFEST, manifest)
     artifact = Artifact.open(tmp)
