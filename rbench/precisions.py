@@ -50,6 +50,8 @@ class Precision:
     variant_of: str | None = None
     #: The arithmetic it runs in: the peak a row of it is held to
     peak: str = ""
+    #: ``export`` (``rbench export`` makes it) or ``debug`` (``rbench debug precision --fix`` writes it)
+    made_by: str = "export"
 
     def __post_init__(self) -> None:
         if not self.peak:
@@ -60,10 +62,12 @@ class Precision:
 
     @property
     def portable(self) -> bool:
-        """An ONNX file every ONNX backend runs, TensorRT included (not a backend-tuned variant)."""
-        return self.exported and self.variant_of is None
+        """An ONNX file every ONNX backend runs, TensorRT included (not a backend-tuned variant; a debugger's mixed
+        graph is typed for TensorRT's strongly typed builder too)."""
+        return self.exported and (self.variant_of is None or self.made_by == "debug")
 
 
+_FP16 = Tolerance(1e-2, 0.9999, 1.0, checked=("photos",))
 _INT8 = Tolerance(0.15, 0.99, 0.9, checked=("photos",))
 # Measured, default export, worst over the photos (README, "INT8 bounds per model family"): CIFAR ResNets' 10 logits
 # from 32x32 inputs lose more, with depth (resnet56 0.984, resnet110 0.914); random plain nets amplify rounding
@@ -79,7 +83,7 @@ PRECISIONS: dict[str, Precision] = {
         Precision(
             "fp16",
             "model.fp16.onnx",
-            Tolerance(1e-2, 0.9999, 1.0, checked=("photos",)),
+            _FP16,
             "FP16 graph (onnxconverter-common), FP32 inputs and outputs",
         ),
         Precision(
@@ -106,6 +110,23 @@ PRECISIONS: dict[str, Precision] = {
             variant_of="int8",
         ),
         Precision(
+            "int8-mixed",
+            "model.int8-mixed.onnx",
+            _INT8,
+            "INT8 QDQ graph with the layers rbench debug precision --fix chose kept in FP32 (no Q/DQ on them)",
+            family_tolerance=_INT8_FAMILIES,
+            variant_of="int8",
+            made_by="debug",
+        ),
+        Precision(
+            "fp16-mixed",
+            "model.fp16-mixed.onnx",
+            _FP16,
+            "FP16 graph with the layers rbench debug precision --fix chose computed and stored in FP32",
+            variant_of="fp16",
+            made_by="debug",
+        ),
+        Precision(
             "bf16",
             "model.onnx",
             # 8 bits of mantissa: between FP16 and INT8. Measured on the default ResNet-50's photos against PyTorch
@@ -119,7 +140,7 @@ PRECISIONS: dict[str, Precision] = {
     )
 }
 #: What ``rbench export`` makes (``--precision all``); ``rbench run`` takes every precision.
-EXPORTED = tuple(p.name for p in PRECISIONS.values() if p.exported)
+EXPORTED = tuple(p.name for p in PRECISIONS.values() if p.exported and p.made_by == "export")
 #: The ONNX files every ONNX backend (TensorRT included) runs: what ``rbench build`` takes.
 PORTABLE = tuple(p.name for p in PRECISIONS.values() if p.portable)
 

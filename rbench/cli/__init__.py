@@ -8,6 +8,7 @@ from __future__ import annotations
 from rbench.cli import (  # noqa: F401  (each registers its command)
     build,
     compare,
+    debug,
     doctor,
     evaluate,
     experiment,

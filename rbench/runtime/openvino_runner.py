@@ -19,10 +19,12 @@ from typing import Any
 import numpy as np
 
 from rbench.errors import BadInputError, first_line, missing_dependency, unknown_choice
+from rbench.precisions import PRECISIONS
 from rbench.runtime.base import Runner, Streams, TensorSpec
 from rbench.runtime.spec import BackendSpec, Consumes, Executed, ModelSource, RunContext
 
-HINTS = {"fp32": "f32", "fp16": "f32", "int8": "f32", "int8-nncf": "f32", "bf16": "bf16"}
+HINTS = {"bf16": "bf16"}
+HINTS.update({p: "f32" for p in PRECISIONS if p not in HINTS})  # each graph runs as typed: its Q/DQ and casts
 #: A runtime precision of OpenVINO's graph -> the precision (and peak) it is
 RUNTIME_PRECISIONS = {"u8": "int8", "i8": "int8", "bf16": "bf16", "f16": "fp16", "f32": "fp32"}
 
@@ -195,6 +197,8 @@ SPECS = (
             "bf16": "model.onnx, hint bf16",
             "int8": "model.int8.onnx, hint f32",
             "int8-nncf": "model.int8-nncf.xml (NNCF IR), hint f32",
+            "int8-mixed": "model.int8-mixed.onnx, hint f32",
+            "fp16-mixed": "model.fp16-mixed.onnx, hint f32",
         },
         _build,
         needs=("openvino",),

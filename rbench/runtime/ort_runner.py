@@ -223,7 +223,13 @@ def _gpu(provider: str) -> Any:
     return build
 
 
-_GRAPHS = {"fp32": "model.onnx", "fp16": "model.fp16.onnx", "int8": "model.int8.onnx (QDQ)"}
+_GRAPHS = {
+    "fp32": "model.onnx",
+    "fp16": "model.fp16.onnx",
+    "int8": "model.int8.onnx (QDQ)",
+    "int8-mixed": "model.int8-mixed.onnx (QDQ, debugger's layers in FP32)",
+    "fp16-mixed": "model.fp16-mixed.onnx (debugger's layers in FP32)",
+}
 _EXECUTED = {
     "int8": "int8 QDQ graph, s8 activations (first conv, classifier fp32)",
     "int8-u8s8": "int8 QDQ graph, u8 activations (first conv, classifier fp32)",

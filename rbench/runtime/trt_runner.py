@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from rbench.errors import ArtifactError, EnvironmentProblem
+from rbench.precisions import PORTABLE
 from rbench.runtime.base import Runner, Streams, TensorSpec
 from rbench.runtime.cuda_memory import DeviceMemory, device_memory
 from rbench.runtime.spec import BackendSpec, Consumes, ModelSource, RunContext
@@ -219,7 +220,7 @@ SPECS = (
         "gpu",
         "TensorRT, the engine rbench build made for that precision",
         Consumes.ENGINE,
-        {"fp32": "engines/model.fp32.engine", "fp16": "engines/model.fp16.engine", "int8": "engines/model.int8.engine"},
+        {p: f"engines/model.{p}.engine" for p in PORTABLE},  # what rbench build makes
         _build,
         needs=("tensorrt",),
         streams=True,
