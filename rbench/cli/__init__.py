@@ -16,6 +16,7 @@ from rbench.cli import (  # noqa: F401  (each registers its command)
     inspect,
     parity,
     predict,
+    profile,
     run,
     train,
 )

@@ -60,6 +60,7 @@ def run(
     artifacts_dir: Path = typer.Option(Path("artifacts"), help="Where exported artifacts go."),
     out_dir: Path = typer.Option(Path("results"), "--out", help="Folder for results.json, .csv, report.md, PNGs."),
     as_json: bool = typer.Option(False, "--json", help="Print results.json instead of tables."),
+    profile: bool = typer.Option(False, help="Also profile every row per layer (rbench profile), into OUT/profile."),
 ) -> None:
     """Benchmark latency and throughput of every backend and precision, with parity on every row.
 
@@ -98,6 +99,13 @@ def run(
         data = result.to_json(list(_state["argv"]), environment())
         shown.step("writing results.json, results.csv, report.md and plots")
         paths = write_results(out_dir, data)
+    if profile:
+        from rbench.bench.profile import profile_rows, write_profile
+
+        with progress(not as_json) as shown:
+            rows = profile_rows(measured, chosen_backends, chosen_precisions, sizes[0], 50, threads, shown)
+            meta = {"artifact": str(measured.path), "batch": sizes[0], "iterations": 50, "environment": environment()}
+            write_profile(rows, out_dir / "profile", meta)
     _show(data, paths["json"].parent, as_json)
     if not data["passed"]:
         err.print(f"parity FAILED: {'; '.join(run_failures(data))}", markup=False, soft_wrap=True)

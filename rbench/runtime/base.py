@@ -92,6 +92,29 @@ class Streams:
     close: Callable[[], None] = lambda: None  # release what the setting holds (a queue, a session)
 
 
+@dataclass(frozen=True)
+class LayerEvent:
+    """One layer as a backend's own profiler reports it: its name, what kind of kernel ran, its total time over the
+    profiled calls, and the names of the graph's nodes it covers (a fused layer lists each one; empty: the profiler
+    does not say)."""
+
+    name: str
+    kind: str
+    total_ms: float
+    covers: tuple[str, ...] = ()
+
+
+@dataclass
+class Profile:
+    """A backend profiler's account of ``calls`` inferences: its layers (in execution order) and each profiled
+    call's wall time (ms)."""
+
+    profiler: str
+    calls: int
+    layers: list[LayerEvent]
+    call_ms: list[float]
+
+
 class Runner(abc.ABC):
     """Base class of every backend: activate, ``infer`` any number of times, release.
 
@@ -160,6 +183,11 @@ class Runner(abc.ABC):
     def compiles(self) -> int | None:
         """Compilations so far (a process-wide counter), for recompile detection; ``None``: it never compiles."""
         return None
+
+    def profile(self, feed: Mapping[str, np.ndarray], calls: int) -> Profile:
+        """``calls`` inferences on ``feed`` under the backend's own per-layer profiler (after a warm-up the profile
+        leaves out)."""
+        raise NotSupported(f"{self.name} has no per-layer profiler in rbench")
 
     def device_callable(self, feed: Mapping[str, np.ndarray]) -> Callable[[], Any] | None:
         """A call on ``feed`` already on the device, for compute-only timing with CUDA events; ``None``: not

@@ -20,7 +20,7 @@ import numpy as np
 
 from rbench.errors import BadInputError, first_line, missing_dependency, unknown_choice
 from rbench.precisions import PRECISIONS
-from rbench.runtime.base import Runner, Streams, TensorSpec
+from rbench.runtime.base import LayerEvent, Profile, Runner, Streams, TensorSpec
 from rbench.runtime.spec import BackendSpec, Consumes, Executed, ModelSource, RunContext
 
 HINTS = {"bf16": "bf16"}
@@ -127,6 +127,40 @@ class OpenVinoRunner(Runner):
             raise BadInputError(f"OpenVINO cannot compile {self.model_path}: {first_line(exc)}") from None
         self.request = self.compiled.create_infer_request()
         self.executed_convolutions = executed_precisions(self.compiled)
+
+    def profile(self, feed: Mapping[str, np.ndarray], calls: int) -> Profile:
+        """OpenVINO's performance counters (``PERF_COUNT``, ``get_profiling_info``) on a second compilation with the
+        same configuration: each executed node's time summed over ``calls`` inferences after a warm-up, its exec
+        type and precision, and the original layers a fused node covers (the runtime model's
+        ``originalLayersNames``)."""
+        import time
+
+        import openvino as ov
+
+        core = ov.Core()
+        compiled = core.compile_model(
+            core.read_model(str(self.model_path)), "CPU", {**self.config(), "PERF_COUNT": True}
+        )
+        request = compiled.create_infer_request()
+        covers = {}
+        for op in compiled.get_runtime_model().get_ordered_ops():
+            info = op.get_rt_info()
+            names = info["originalLayersNames"].astype(str) if "originalLayersNames" in info else ""
+            covers[op.get_friendly_name()] = tuple(n for n in names.split(",") if n)
+        for _ in range(3):
+            request.infer(dict(feed))
+        totals: dict[str, list[Any]] = {}
+        wall = []
+        for _ in range(calls):
+            start = time.perf_counter()
+            request.infer(dict(feed))
+            wall.append((time.perf_counter() - start) * 1e3)
+            for p in request.get_profiling_info():
+                if p.status == p.Status.EXECUTED:
+                    entry = totals.setdefault(p.node_name, [f"{p.node_type} {p.exec_type}", 0.0])
+                    entry[1] += p.real_time.total_seconds() * 1e3
+        layers = [LayerEvent(n, k, ms, covers.get(n, (n,))) for n, (k, ms) in totals.items()]
+        return Profile("openvino PERF_COUNT", calls, layers, wall)
 
     def _deactivate(self) -> None:
         self.request = self.compiled = None

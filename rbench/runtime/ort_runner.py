@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 
 from rbench.errors import BadInputError, EnvironmentProblem, first_line, missing_dependency, unknown_choice
-from rbench.runtime.base import NotSupported, Runner, Streams, TensorSpec
+from rbench.runtime.base import LayerEvent, NotSupported, Profile, Runner, Streams, TensorSpec
 from rbench.runtime.spec import ENGINE_DIR, BackendSpec, Consumes, Executed, ModelSource, RunContext
 
 ORT_TYPES = {
@@ -117,6 +117,42 @@ class OrtRunner(Runner):
         if self.precision == "fp16" and self.device == "cpu":
             return Executed("fp32", "fp16")
         return Executed(self.precision, self.precision)
+
+    def profile(self, feed: Mapping[str, np.ndarray], calls: int) -> Profile:
+        """ONNX Runtime's own profiler (``enable_profiling``) on a second session of the same graph and options:
+        each node's ``_kernel_time`` events of the ``calls`` runs after a warm-up, and each run's ``model_run``."""
+        import json
+        import tempfile
+        import time
+
+        import onnxruntime as ort
+
+        warmup = 3
+        with tempfile.TemporaryDirectory(prefix="rbench-ort-profile-") as tmp:
+            options = self.session_options(ort)
+            options.enable_profiling = True
+            options.profile_file_prefix = str(Path(tmp) / "ort")
+            model = self._model if isinstance(self._model, bytes) else str(self._model)
+            session = ort.InferenceSession(
+                model, options, providers=self.providers, provider_options=self.provider_options
+            )
+            wall = []
+            for i in range(warmup + calls):
+                start = time.perf_counter()
+                session.run(None, dict(feed))
+                if i >= warmup:
+                    wall.append((time.perf_counter() - start) * 1e3)
+            events = json.loads(Path(session.end_profiling()).read_text())
+        runs = sorted((e for e in events if e.get("name") == "model_run"), key=lambda e: e["ts"])
+        begin = runs[warmup]["ts"] if len(runs) > warmup else 0
+        totals: dict[str, list[Any]] = {}
+        for e in sorted(events, key=lambda e: e.get("ts", 0)):
+            if e.get("cat") == "Node" and e["name"].endswith("_kernel_time") and e["ts"] >= begin:
+                name = e["name"].removesuffix("_kernel_time")
+                entry = totals.setdefault(name, [e.get("args", {}).get("op_name", ""), 0.0])
+                entry[1] += e["dur"] / 1e3
+        layers = [LayerEvent(name, kind, ms, (name,)) for name, (kind, ms) in totals.items()]
+        return Profile("onnxruntime enable_profiling", calls, layers, wall)
 
     def threads_in_use(self) -> int | None:
         threads = self.settings()["intra_op_threads"]

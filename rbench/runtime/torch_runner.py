@@ -20,7 +20,7 @@ from torch import nn
 
 from rbench.env import cpu_flags
 from rbench.errors import EnvironmentProblem, unknown_choice
-from rbench.runtime.base import Runner, TensorSpec
+from rbench.runtime.base import LayerEvent, Profile, Runner, TensorSpec
 from rbench.runtime.spec import BackendSpec, Consumes, Executed, ModelSource, RunContext
 
 #: bf16: autocast on FP32; int8: a PT2E-quantized graph, fed FP32
@@ -145,6 +145,59 @@ class TorchRunner(Runner):
                 return self.model(x)
 
         return call
+
+    def profile(self, feed: Mapping[str, np.ndarray], calls: int) -> Profile:
+        """``torch.profiler`` over ``calls`` inferences after a warm-up. Eager: each leaf module's calls wrapped in a
+        ``record_function`` named by its module path (a layer is the module itself). Compiled: inductor's kernels,
+        which no module names (their time is reported, not attributed)."""
+        import time
+
+        from torch.profiler import ProfilerActivity, record_function, schedule
+        from torch.profiler import profile as torch_profile
+
+        hooks = []
+        hooked = self.compiles() is None and isinstance(self.model, nn.Module)  # dynamo ignores record_function
+        modules = dict(self.model.named_modules()) if hooked else {}
+        for name, module in modules.items():
+            if name and not any(True for _ in module.children()):
+                ranges: list[Any] = []
+
+                def enter(_m: Any, _args: Any, ranges: list[Any] = ranges, name: str = name) -> None:
+                    ranges.append(record_function(name).__enter__())
+
+                def leave(_m: Any, _args: Any, _out: Any, ranges: list[Any] = ranges) -> None:
+                    ranges.pop().__exit__(None, None, None)
+
+                hooks += [module.register_forward_pre_hook(enter), module.register_forward_hook(leave)]
+        try:
+            for _ in range(3):
+                self._infer(feed)
+            wall = []
+            warm = 3  # the profiler's own first steps are slow: recorded, then left out by its schedule
+            with torch_profile(
+                activities=[ProfilerActivity.CPU], schedule=schedule(wait=0, warmup=warm, active=calls, repeat=1)
+            ) as prof:
+                for i in range(warm + calls):
+                    start = time.perf_counter()
+                    self._infer(feed)
+                    if i >= warm:
+                        wall.append((time.perf_counter() - start) * 1e3)
+                    prof.step()
+        finally:
+            for hook in hooks:
+                hook.remove()
+        names = {n for n in modules if n}
+        layers = []
+        for event in prof.events():
+            if event.name in names:
+                layers.append(LayerEvent(event.name, "module", event.cpu_time_total / 1e3, (event.name,)))
+            elif not names and event.cpu_parent is not None and event.cpu_parent.name.startswith("ProfilerStep"):
+                layers.append(LayerEvent(event.name, "kernel", event.cpu_time_total / 1e3))
+        merged: dict[tuple[str, str, tuple[str, ...]], float] = {}
+        for e in layers:
+            merged[(e.name, e.kind, e.covers)] = merged.get((e.name, e.kind, e.covers), 0.0) + e.total_ms
+        events = [LayerEvent(n, k, ms, c) for (n, k, c), ms in merged.items()]
+        return Profile("torch.profiler", calls, events, wall)
 
     def _infer(self, feed: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         assert self.model is not None
