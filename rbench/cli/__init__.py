@@ -9,6 +9,7 @@ from rbench.cli import (  # noqa: F401  (each registers its command)
     build,
     compare,
     debug,
+    deploy,
     doctor,
     evaluate,
     experiment,

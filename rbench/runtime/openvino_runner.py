@@ -240,5 +240,6 @@ SPECS = (
         variant="cpu",
         streams=True,
         marker="D",
+        triton="openvino",
     ),
 )

@@ -286,6 +286,7 @@ def _gpu_spec(name: str, provider: str, description: str, marker: str) -> Backen
         device_timing=True,
         marker=marker,
         lacks={"bf16": f"{name} runs the artifact's graphs; bf16 has none"},
+        triton="onnxruntime",
     )
 
 
@@ -303,6 +304,7 @@ SPECS = (
         streams=True,
         marker="^",
         lacks={"bf16": "ONNX Runtime's CPU provider has no bf16 execution setting"},
+        triton="onnxruntime",
     ),
     _gpu_spec("ort-cuda", "cuda", "ONNX Runtime, CUDA provider with IOBinding (TF32 off)", "v"),
     _gpu_spec("ort-trt", "tensorrt", "ONNX Runtime, TensorRT provider with IOBinding and engine caches", "X"),

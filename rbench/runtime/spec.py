@@ -100,6 +100,8 @@ class BackendSpec:
     marker: str = "o"  # its plots' marker
     #: Why it has no path for a precision it does not run, where there is more to say than that
     lacks: Mapping[str, str] = field(default_factory=dict)
+    #: The Triton Inference Server backend that serves what this one runs ("": none; rbench deploy triton)
+    triton: str = ""
 
     def file(self, precision: str) -> str:
         """The artifact file a row of this precision runs, relative to the artifact."""

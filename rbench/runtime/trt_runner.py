@@ -227,5 +227,6 @@ SPECS = (
         device_timing=True,
         marker="P",
         lacks={"bf16": "trt runs the artifact's graphs; bf16 has none"},
+        triton="tensorrt",
     ),
 )

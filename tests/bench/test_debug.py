@@ -6,6 +6,7 @@ import numpy as np
 import onnx
 import pytest
 import torch
+from conftest import cli_run
 from safetensors.torch import save_file
 
 from rbench.bench.debug import bound_ratio, debug_precision, layer_figures, parse_bound
@@ -14,7 +15,6 @@ from rbench.errors import BadInputError
 from rbench.export.artifact import Artifact
 from rbench.models import ModelConfig, create_model
 from rbench.precisions import get_precision
-from tests.conftest import cli_run
 
 BLOCKS = [f"layer{s}.{b}" for s in (1, 2, 3) for b in range(3)]
 

@@ -4,11 +4,11 @@ import json
 
 import numpy as np
 import pytest
+from conftest import cli_run
 
 from rbench.bench.profile import UNATTRIBUTED, markdown, node_macs, profile_rows
 from rbench.export.artifact import Artifact
 from rbench.models import create_model
-from tests.conftest import cli_run
 
 STAGES = ["stem", "layer1", "layer2", "layer3", "head"]
 
