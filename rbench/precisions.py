@@ -71,9 +71,11 @@ _FP16 = Tolerance(1e-2, 0.9999, 1.0, checked=("photos",))
 _INT8 = Tolerance(0.15, 0.99, 0.9, checked=("photos",))
 # Measured, default export, worst over the photos (README, "INT8 bounds per model family"): CIFAR ResNets' 10 logits
 # from 32x32 inputs lose more, with depth (resnet56 0.984, resnet110 0.914); random plain nets amplify rounding
-# (plain20 0.858, plain18 top-1 7/8).
+# (plain20 0.858, plain18 top-1 7/8). The CIFAR max error is 0.35 since a CPU without VNNI (AMD Zen 3, AVX2):
+# ONNX Runtime's int8 kernels there put resnet20 trained on a 3-class folder at 0.296 x max|ref| (cosine 0.9937),
+# where Zen 4 stayed within 0.25.
 _INT8_FAMILIES = (
-    ("cifar", Tolerance(0.25, 0.9, 0.9, checked=("photos",))),
+    ("cifar", Tolerance(0.35, 0.9, 0.9, checked=("photos",))),
     ("plain", Tolerance(0.25, 0.85, 0.85, checked=("photos",))),
 )
 PRECISIONS: dict[str, Precision] = {

@@ -30,7 +30,8 @@ def test_cli_choices_are_the_registry():
 
     assert [c.value for c in PrecisionChoice] == list(PRECISIONS)
     assert list(EXPORTED) == ["fp32", "fp16", "int8", "int8-u8s8", "int8-nncf"]
-    assert [c.value for c in BuildChoice] == list(PORTABLE) == ["fp32", "fp16", "int8"]  # what TensorRT builds
+    # what TensorRT builds: the portable graphs and the debugger's typed mixed graphs
+    assert [c.value for c in BuildChoice] == list(PORTABLE) == ["fp32", "fp16", "int8", "int8-mixed", "fp16-mixed"]
 
 
 @pytest.mark.parametrize(
@@ -56,7 +57,7 @@ def test_unknown_precisions_are_bad_input(text):
 
 def test_files_and_families():
     assert [precision_of_file(p.file) for p in PRECISIONS.values()] == [
-        "fp32", "fp16", "int8", "int8-u8s8", "int8-nncf", "fp32",
+        "fp32", "fp16", "int8", "int8-u8s8", "int8-nncf", "int8-mixed", "fp16-mixed", "fp32",
     ]  # fmt: skip
     assert precision_of_file("weights.safetensors") is None
     int8 = get_precision("int8")
