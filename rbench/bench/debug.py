@@ -293,22 +293,10 @@ def debug_precision(
     report.ranked = [errors[i].module or errors[i].node for i in ranked]
     report.first = _first_standing_out(errors)
     if fix:
-        report.fix = _fix(
-            artifact,
-            precision,
-            fp32,
-            reduced,
-            found,
-            [found[i] for i in ranked],
-            modules,
-            photos,
-            reference,
-            runner,
-            tolerance,
-            backend,
-            step,
-            points,
+        graphs = Graphs(
+            artifact, precision, backend, fp32, reduced, photos, reference, runner, tolerance, points, modules
         )
+        report.fix = _fix(graphs, found, [found[i] for i in ranked], step)
     return report
 
 
@@ -380,22 +368,34 @@ def _first_standing_out(errors: Sequence[LayerError]) -> str | None:
     return worst.module or worst.node
 
 
-def _fix(
-    artifact,
-    precision,
-    fp32,
-    reduced,
-    found,
-    ranked,
-    modules,
-    photos,
-    reference,
-    runner,
-    tolerance,
-    backend,
-    step,
-    points,
-) -> dict[str, Any]:
+@dataclass(frozen=True)
+class Graphs:
+    """What one debugging session holds fixed: the artifact, both graphs, the images and the FP32 reference on
+    them, the backend's runner, the bound, and where each layer's output is read and which module it is."""
+
+    artifact: Any
+    precision: str
+    backend: str
+    fp32: Any
+    reduced: Any
+    photos: Mapping[str, np.ndarray]
+    reference: np.ndarray
+    runner: GraphRunner
+    tolerance: Tolerance
+    points: dict[str, str]
+    modules: dict[str, str]
+
+
+def _fix(graphs: Graphs, found: Sequence[Any], ranked: Sequence[Any], step: Callable[[str], Any]) -> dict[str, Any]:
+    artifact, precision, backend, fp32, reduced = (
+        graphs.artifact,
+        graphs.precision,
+        graphs.backend,
+        graphs.fp32,
+        graphs.reduced,
+    )
+    photos, reference, runner, tolerance = graphs.photos, graphs.reference, graphs.runner, graphs.tolerance
+    points, modules = graphs.points, graphs.modules
     from rbench.export.mixed import keep_fp32
 
     def score(kept: Sequence[Any]) -> float:
