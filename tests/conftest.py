@@ -43,6 +43,27 @@ def resnet50_artifact(tmp_path_factory: pytest.TempPathFactory) -> ExportResult:
     )
 
 
+QUICK_RUN = ["--batch-sizes", "1,2", "--warmup-s", "0", "--duration-s", "0.05", "--min-iterations", "3"]
+
+
+@pytest.fixture(scope="session")
+def quick_run(tmp_path_factory, resnet20_artifact) -> tuple[Path, object]:
+    """One short ``rbench run`` of resnet20 on every CPU backend and two GPU ones (which skip), fp32, int8 (with its
+    tuned variants) and bf16, for the tests that read its results: ``(results folder, CLI result)``."""
+    import shutil
+
+    from typer.testing import CliRunner
+
+    from rbench.cli import app
+
+    out = tmp_path_factory.mktemp("run") / "results"
+    artifact = out.parent / "artifacts" / resnet20_artifact.path.name
+    shutil.copytree(resnet20_artifact.path, artifact)  # run completes it in place with int8: not the shared one
+    args = ["run", "--artifact", str(artifact), "--out", str(out), *QUICK_RUN, "--threads", "2"]
+    args += ["--backends", "torch,ort,openvino,trt,ort-cuda", "--precision", "fp32,int8,bf16"]
+    return out, CliRunner().invoke(app, args, env={"COLUMNS": "80"})
+
+
 @pytest.fixture
 def copy_artifact(tmp_path: Path):
     """Copy an artifact directory so a test can damage it."""

@@ -11,14 +11,10 @@ from tritonclient.grpc import model_config_pb2
 
 from rbench.bench.deploy import choose_row, deploy_triton
 
-QUICK = ["--batch-sizes", "1,2", "--warmup-s", "0", "--duration-s", "0.05", "--min-iterations", "3", "--threads", "2"]
-
 
 @pytest.fixture(scope="module")
-def results(tmp_path_factory, resnet20_all):
-    out = tmp_path_factory.mktemp("run")
-    args = ["run", "--artifact", str(resnet20_all.path), "--out", str(out), *QUICK, "--streams", "2"]
-    result = cli_run(*args, "--backends", "torch,ort,openvino", "--precision", "fp32,int8")
+def results(quick_run):
+    out, result = quick_run
     assert result.exit_code == 0, result.output
     return out / "results.json"
 

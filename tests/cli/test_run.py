@@ -17,16 +17,8 @@ QUICK = ["--batch-sizes", "1,2", "--warmup-s", "0", "--duration-s", "0.05", "--m
 
 
 @pytest.fixture(scope="module")
-def run_dir(tmp_path_factory, resnet20_artifact) -> tuple[Path, object]:
-    import shutil
-
-    out = tmp_path_factory.mktemp("run") / "results"
-    artifact = out.parent / "artifacts" / resnet20_artifact.path.name
-    shutil.copytree(resnet20_artifact.path, artifact)  # run completes it in place with int8: not the shared one
-    args = ["run", "--artifact", str(artifact), "--out", str(out), *QUICK]
-    args += ["--backends", "torch,ort,openvino,trt,ort-cuda", "--precision", "fp32,int8,bf16"]
-    result = cli.invoke(app, args, env={"COLUMNS": "80"})
-    return out, result
+def run_dir(quick_run) -> tuple[Path, object]:
+    return quick_run
 
 
 def test_run_writes_every_report_and_exits_0(run_dir):
