@@ -30,6 +30,8 @@ if TYPE_CHECKING:
     from rbench.export.artifact import Artifact
 
 #: Suffixes ONNX Runtime's graph optimizer gives the nodes it rewrites (NCHWc layout, QDQ fusion)
+#: Profiled calls per row unless told otherwise (``rbench profile --iterations``, ``rbench run --profile``)
+DEFAULT_CALLS = 50
 #: The stage of an entry no module names (a compiled region, a layout reorder the profiler names by itself)
 UNATTRIBUTED = "not attributed"
 _ORT_SUFFIX = re.compile(r"(_nchwc|_quant|_token_\d+)$")
@@ -185,7 +187,7 @@ def profile_rows(
     backends: Sequence[str],
     precisions: Sequence[str],
     batch: int = 1,
-    calls: int = 50,
+    calls: int = DEFAULT_CALLS,
     threads: int = 0,
     progress: Any = None,
 ) -> list[RowProfile]:
@@ -316,6 +318,24 @@ def plot_stages(rows: Sequence[RowProfile], path: Path) -> None:
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png", dpi=110)
     plt.close(fig)
+
+
+def profile_artifact(
+    artifact: Artifact,
+    backends: Sequence[str],
+    precisions: Sequence[str],
+    out: Path,
+    batch: int = 1,
+    calls: int = DEFAULT_CALLS,
+    threads: int = 0,
+    progress: Any = None,
+) -> list[Path]:
+    """Profile every row (``profile_rows``) and write the report into ``out`` (``write_profile``)."""
+    from rbench.bench.machine import environment
+
+    rows = profile_rows(artifact, backends, precisions, batch, calls, threads, progress)
+    meta = {"artifact": str(artifact.path), "batch": batch, "iterations": calls, "environment": environment()}
+    return write_profile(rows, out, meta)
 
 
 def write_profile(rows: Sequence[RowProfile], out: Path, meta: Mapping[str, Any]) -> list[Path]:

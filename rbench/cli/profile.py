@@ -8,6 +8,7 @@ from typing import Any
 
 import typer
 
+from rbench.bench.profile import DEFAULT_CALLS
 from rbench.cli._common import add_columns, app, handle_errors, out, progress, table
 from rbench.precisions import PRECISIONS
 from rbench.runtime.registry import BACKENDS
@@ -25,7 +26,7 @@ def profile_command(
     backends: str = typer.Option(",".join(CPU_PROFILED), help="Comma list of backends, or 'all'."),
     precision: str = typer.Option("fp32", help=f"Comma list of {', '.join(PRECISIONS)}, or 'all'."),
     batch: int = typer.Option(1, help="Batch size."),
-    iterations: int = typer.Option(50, help="Profiled calls per row (after a warm-up)."),
+    iterations: int = typer.Option(DEFAULT_CALLS, help="Profiled calls per row (after a warm-up)."),
     threads: int = typer.Option(0, help="Threads for every backend; 0: every core this process may use."),
     seed: int = typer.Option(0, help="Seed for random weights."),
     artifacts_dir: Path = typer.Option(Path("artifacts"), help="Where exported artifacts go."),
@@ -70,8 +71,7 @@ def run_profile(
     shown_progress: bool,
 ) -> dict[str, Any]:
     """Check the input, export if needed, profile, write; the profile's JSON."""
-    from rbench.bench.machine import environment
-    from rbench.bench.profile import profile_rows, write_profile
+    from rbench.bench.profile import profile_artifact
     from rbench.bench.run import prepare_artifact
     from rbench.cli.run import _check_inputs, _choices
     from rbench.errors import BadInputError
@@ -82,9 +82,7 @@ def run_profile(
     model_config = _check_inputs(model, weights, artifact, out_dir, seed)
     with progress(shown_progress) as shown:
         measured = prepare_artifact(model_config, artifact, precisions, artifacts_dir, shown)
-        rows = profile_rows(measured, chosen, precisions, batch, iterations, threads, shown)
-        meta = {"artifact": str(measured.path), "batch": batch, "iterations": iterations, "environment": environment()}
-        write_profile(rows, out_dir, meta)
+        profile_artifact(measured, chosen, precisions, out_dir, batch, iterations, threads, shown)
     return json.loads((out_dir / "profile.json").read_text())
 
 

@@ -100,12 +100,18 @@ def run(
         shown.step("writing results.json, results.csv, report.md and plots")
         paths = write_results(out_dir, data)
     if profile:
-        from rbench.bench.profile import profile_rows, write_profile
+        from rbench.bench.profile import profile_artifact
 
         with progress(not as_json) as shown:
-            rows = profile_rows(measured, chosen_backends, chosen_precisions, sizes[0], 50, threads, shown)
-            meta = {"artifact": str(measured.path), "batch": sizes[0], "iterations": 50, "environment": environment()}
-            write_profile(rows, out_dir / "profile", meta)
+            profile_artifact(
+                measured,
+                chosen_backends,
+                chosen_precisions,
+                out_dir / "profile",
+                sizes[0],
+                threads=threads,
+                progress=shown,
+            )
     _show(data, paths["json"].parent, as_json)
     if not data["passed"]:
         err.print(f"parity FAILED: {'; '.join(run_failures(data))}", markup=False, soft_wrap=True)
