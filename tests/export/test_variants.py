@@ -99,4 +99,5 @@ def test_every_int8_row_passes_parity_and_names_its_file(variants, tmp_path):
     assert all(r["parity"]["passed"] and r["executed_precision"] == "int8" for r in rows.values())
     assert rows["ort cpu int8-u8s8"]["parity"]["cosine"] >= rows["ort cpu int8"]["parity"]["cosine"]
     assert rows["torch-compile folded int8"]["executed"].startswith("int8 PT2E graph")
+    assert rows["torch-compile folded int8"]["settings"]["kept_fp32"] == ["conv1"]
     assert rows["openvino cpu int8-nncf"]["executed"].startswith("conv u8 x")
