@@ -19,7 +19,7 @@ $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q torch==2.13.0
-	$(BIN)/pip install -q -e '.[dev,openvino,loadgen,nncf,torchao,deploy]'
+	$(BIN)/pip install -q -e '.[dev,openvino,loadgen,nncf,torchao,deploy,fleet]'
 	touch $(STAMP)
 
 # The main job on the built-in default: ResNet-50 exported (fp32, fp16, int8) if missing, then every backend and

@@ -14,6 +14,7 @@ from rbench.cli import (  # noqa: F401  (each registers its command)
     evaluate,
     experiment,
     export,
+    fleet,
     inspect,
     parity,
     predict,

@@ -275,6 +275,12 @@ class Pt2eRunner(CompiledTorchRunner):
 
 def pt2e_quantize(model: nn.Module, images: np.ndarray, input_shape: tuple[int, int, int]) -> nn.Module:
     """``model`` quantized by torchao's PT2E flow with ``X86InductorQuantizer``, calibrated on ``images``."""
+    import logging
+
+    # torchao logs at import that its CUDA kernels (mxfp8, cutlass) and triton are absent, and torch that an Enum
+    # is registered twice: nothing a CPU row uses, but printed on every run as WARNING lines
+    for name in ("torchao", "torch.utils._pytree"):
+        logging.getLogger(name).setLevel(logging.ERROR)
     import torchao.quantization.pt2e.quantizer.x86_inductor_quantizer as x86
     from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
 

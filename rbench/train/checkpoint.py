@@ -41,6 +41,7 @@ def build_model(config: TrainConfig, data: Dataset) -> tuple[nn.Module, list[str
 def checkpoint_meta(config: TrainConfig, data: Dataset, row: dict[str, Any]) -> dict[str, Any]:
     """What a checkpoint says of itself: enough for export, eval and predict with no other file."""
     from rbench.env import package_version
+    from rbench.train.distributed import world_from_env
 
     return {
         "architecture": config.model,
@@ -54,6 +55,7 @@ def checkpoint_meta(config: TrainConfig, data: Dataset, row: dict[str, Any]) -> 
         "val_top5": row["val_top5"],
         "created": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         "versions": {"rbench": package_version("rbench"), "torch": torch.__version__},
+        "topology": world_from_env().topology(),
     }
 
 
@@ -109,6 +111,8 @@ def resume_state(
 def run_metrics(
     config: TrainConfig, data: Dataset, history: list[dict[str, Any]], extra: dict[str, Any]
 ) -> dict[str, Any]:
+    from rbench.train.distributed import world_from_env
+
     last = history[-1]
     best = max(history, key=lambda h: h["val_top1"])
     return {
@@ -126,5 +130,6 @@ def run_metrics(
         "train_seconds": sum(h["seconds"] for h in history),
         "images_per_s": float(np.median([h["images_per_s"] for h in history])),
         "threads": torch.get_num_threads(),
+        "topology": world_from_env().topology(),
         **{k: v for k, v in extra.items() if k != "notes"},
     }

@@ -37,6 +37,21 @@ class World:
         if self.distributed:
             torch.distributed.barrier()
 
+    def topology(self) -> dict[str, int]:
+        """What a run's arithmetic depends on besides its seed and settings, as its checkpoint records it.
+
+        The global batch is split over ``world_size`` processes, and each sums its share in ``threads_per_process``
+        threads: with a different thread count the reductions round differently, so the same seed ends with other
+        weights. Without ``--threads``, each process takes the cores divided by the processes on its node, which
+        changes with the topology (README, "Distributed").
+        """
+        return {
+            "world_size": self.size,
+            "nodes": self.size // self.local_size,
+            "processes_per_node": self.local_size,
+            "threads_per_process": torch.get_num_threads(),
+        }
+
 
 def _collective_device() -> torch.device:
     if torch.distributed.get_backend() == "nccl":

@@ -113,18 +113,67 @@ def test_frozen_backbone_changes_only_the_head_and_caches_features(tmp_path, dig
     assert views.metrics["feature_cache"]["hit"] is False
 
 
-def test_two_process_ddp_on_cpu_writes_one_checkpoint(tmp_path):
-    """Also the shortest run: --epochs 1 with every other setting at its default (the warm-up shrinks to fit)."""
-    torchrun = Path(sys.executable).with_name("torchrun")
+TORCHRUN = [str(Path(sys.executable).with_name("torchrun"))]
+DDP_TRAIN = ["-m", "rbench", "train", "--data", "synthetic", "--epochs", "1", "--threads", "1"]
+
+
+def _torchrun(args: list[str], out: Path) -> subprocess.Popen:
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    cmd = [str(torchrun), "--nproc-per-node", "2", "-m", "rbench", "train", "--data", "synthetic", "--epochs", "1"]
-    done = subprocess.run([*cmd, "--out", str(tmp_path)], capture_output=True, text=True, env=env, timeout=300)
-    assert done.returncode == 0, done.stderr[-2000:]
-    runs = list(tmp_path.glob("resnet20-synthetic-*"))
-    assert len(runs) == 1 and done.stdout.strip().splitlines()[-1] == str(runs[0])
-    assert len(list(tmp_path.rglob("best.safetensors"))) == 1
-    metrics = json.loads((runs[0] / "metrics.json").read_text())
+    cmd = [*TORCHRUN, *args, *DDP_TRAIN, "--out", str(out)]
+    return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+
+
+def _finish(process: subprocess.Popen) -> str:
+    stdout, stderr = process.communicate(timeout=300)
+    assert process.returncode == 0, stderr[-2000:]
+    return stdout
+
+
+@pytest.fixture(scope="module")
+def single_node_ddp(tmp_path_factory) -> tuple[Path, str]:
+    """Two processes on one node, one thread each: (the run folder, torchrun's standard output)."""
+    out = tmp_path_factory.mktemp("ddp1")
+    stdout = _finish(_torchrun(["--nproc-per-node", "2"], out))
+    runs = list(out.glob("resnet20-synthetic-*"))
+    assert len(runs) == 1
+    return runs[0], stdout
+
+
+def test_two_process_ddp_on_cpu_writes_one_checkpoint(single_node_ddp):
+    """Also the shortest run: --epochs 1 with every other setting at its default (the warm-up shrinks to fit)."""
+    run, stdout = single_node_ddp
+    assert stdout.strip().splitlines()[-1] == str(run)
+    assert len(list(run.parent.rglob("best.safetensors"))) == 1
+    metrics = json.loads((run / "metrics.json").read_text())
     assert metrics["world_size"] == 2 and metrics["train_images"] == 480 and metrics["epochs"] == 1
+    topology = read_meta(run / "best.safetensors")["topology"]
+    assert metrics["topology"] == topology
+    assert topology == {"world_size": 2, "nodes": 1, "processes_per_node": 2, "threads_per_process": 1}
+
+
+def test_a_two_node_rendezvous_trains_the_same_weights_as_one_node(single_node_ddp, tmp_path):
+    """Two torchrun launches, --nnodes 2, a c10d rendezvous on loopback: one checkpoint, from rank 0 alone, whose
+    weights are bit-identical to the single-node run's with the same world size, seed and --threads 1."""
+    import socket
+
+    from rbench.models.weights import load_state_dict_file
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    rendezvous = ["--nnodes", "2", "--nproc-per-node", "1", "--rdzv-backend", "c10d"]
+    rendezvous += ["--rdzv-endpoint", f"127.0.0.1:{port}", "--rdzv-id", "rbench-test"]
+    launches = [_torchrun([*rendezvous, "--node-rank", str(n)], tmp_path / f"node{n}") for n in (0, 1)]
+    for launch in launches:
+        _finish(launch)
+    written = list(tmp_path.rglob("best.safetensors"))
+    assert len(written) == 1 and len(list(tmp_path.rglob("metrics.json"))) == 1
+    two_nodes = load_state_dict_file(written[0])
+    one_node = load_state_dict_file(single_node_ddp[0] / "best.safetensors")
+    assert list(two_nodes) == list(one_node)
+    assert [k for k in one_node if not torch.equal(one_node[k], two_nodes[k])] == []
+    topology = read_meta(written[0])["topology"]
+    assert topology == {"world_size": 2, "nodes": 2, "processes_per_node": 1, "threads_per_process": 1}
 
 
 def test_a_full_fine_tune_gives_the_backbone_a_lower_learning_rate():
