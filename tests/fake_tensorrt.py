@@ -52,6 +52,11 @@ class Logger(ILogger):
         self.min_severity = min_severity
 
 
+class IProfiler:
+    def __init__(self) -> None:
+        pass
+
+
 class IProgressMonitor:
     def __init__(self) -> None:
         pass

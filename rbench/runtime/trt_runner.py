@@ -19,7 +19,7 @@ import numpy as np
 
 from rbench.errors import ArtifactError, EnvironmentProblem
 from rbench.precisions import PORTABLE
-from rbench.runtime.base import Runner, Streams, TensorSpec
+from rbench.runtime.base import LayerEvent, Profile, Runner, Streams, TensorSpec
 from rbench.runtime.cuda_memory import DeviceMemory, device_memory
 from rbench.runtime.spec import BackendSpec, Consumes, ModelSource, RunContext
 from rbench.runtime.trt_common import (
@@ -173,6 +173,27 @@ class TrtRunner(Runner):
 
         return enqueue
 
+    def profile(self, feed: Mapping[str, np.ndarray], calls: int) -> Profile:
+        """TensorRT's own per-layer times: an ``IProfiler`` on an execution context of its own, attached after a
+        warm-up, that TensorRT calls with each layer's time after every inference (as ``trtexec --dumpProfile``)."""
+        import time
+
+        trt = import_tensorrt()
+        context, memory = self._new_context(feed)
+        enqueue = self._enqueuer(context, memory)
+        for _ in range(3):
+            enqueue()
+            memory.synchronize()
+        times = layer_times(trt)
+        context.profiler = times
+        wall = []
+        for _ in range(calls):
+            start = time.perf_counter()
+            enqueue()
+            memory.synchronize()
+            wall.append((time.perf_counter() - start) * 1e3)
+        return Profile("tensorrt IProfiler", calls, trt_layer_events(times.totals), wall)
+
     def stream_callables(self, feeds: Sequence[Mapping[str, np.ndarray]], requests: int) -> list[Streams]:
         """For ``--streams``: one execution context and one CUDA stream (with buffers of its own) per request, the
         inputs copied to the device once. ``calls[k](i)`` enqueues one inference on stream ``k`` without waiting;
@@ -202,6 +223,36 @@ class TrtRunner(Runner):
             self._graphs[bound] = memory.capture(enqueue)
             return
         self._graphs[bound]()
+
+
+def layer_times(trt: Any) -> Any:
+    """An ``IProfiler`` that sums each layer's reported time over the calls, in the order layers first report."""
+
+    class LayerTimes(trt.IProfiler):
+        def __init__(self) -> None:
+            trt.IProfiler.__init__(self)
+            self.totals: dict[str, float] = {}
+
+        def report_layer_time(self, layer_name: str, ms: float) -> None:
+            self.totals[layer_name] = self.totals.get(layer_name, 0.0) + ms
+
+    return LayerTimes()
+
+
+def trt_layer_events(totals: Mapping[str, float]) -> list[LayerEvent]:
+    """TensorRT's layer names as the ONNX nodes they cover: a fused layer is its nodes joined by ``" + "``; a
+    Myelin region ``{ForeignNode[A...B]}`` names only its first and last node, and is listed with those two (its
+    time stays whole, never split among nodes); a reformatting layer covers no node (time not attributed)."""
+    events = []
+    for name, ms in totals.items():
+        if name.startswith("{ForeignNode[") and name.endswith("]}"):
+            covers, kind = tuple(name[len("{ForeignNode[") : -2].split("...")), "Myelin region"
+        elif name.startswith("Reformatting CopyNode"):
+            covers, kind = (), "Reformat"
+        else:
+            covers, kind = tuple(part.strip() for part in name.split(" + ")), "layer"
+        events.append(LayerEvent(name, kind, ms, covers))
+    return events
 
 
 def _build(source: ModelSource, precision: str, run: RunContext) -> TrtRunner:

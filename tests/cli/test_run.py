@@ -64,6 +64,10 @@ def test_rows_that_cannot_run_say_why_and_show_no_number(run_dir):
     skipped = {r["label"]: r["skipped"] for r in data["rows"] if r["skipped"]}
     assert skipped["ort cpu bf16"].startswith("ONNX Runtime's CPU provider has no bf16 execution setting; bf16 runs on")
     assert skipped["torch folded channels_last int8"].startswith("no INT8 path in eager PyTorch")
+    from rbench.runtime.torch_runner import bf16_unsupported
+
+    # torch bf16 runs where the CPU has it natively, and is skipped, saying why, where torch would emulate it
+    assert skipped.get("torch folded channels_last bf16") == bf16_unsupported("cpu")
     for backend in ("trt", "ort-cuda"):
         for precision in ("fp32", "int8", "bf16"):
             assert skipped[f"{backend} {precision}"].startswith("no CUDA device here"), backend

@@ -204,3 +204,33 @@ def test_an_unknown_device_memory_kind_is_bad_input():
 
     with pytest.raises(BadInputError, match="unknown device memory 'cupy'; choose from auto, torch, pycuda"):
         device_memory("cupy")
+
+
+def test_tensorrt_layer_times_are_summed_and_read_as_the_onnx_nodes_they_cover(fake_trt, resnet20_artifact):
+    """The IProfiler through the stand-in: TensorRT reports each layer after every call; a fused layer lists every
+    node (and so module) it covers, and a reformatting layer none."""
+    import onnx
+
+    from rbench.bench.profile import Names
+    from rbench.runtime.trt_runner import layer_times, trt_layer_events
+
+    times = layer_times(fake_trt)
+    assert isinstance(times, fake_trt.IProfiler)
+    fused = "/layer1/layer1.0/conv1/Conv + /layer1/layer1.0/relu/Relu"
+    reformat = "Reformatting CopyNode for Input Tensor 0 to /conv1/Conv"
+    for _ in range(2):
+        times.report_layer_time(fused, 0.25)
+        times.report_layer_time(reformat, 0.5)
+    events = trt_layer_events(times.totals)
+    assert [(e.kind, e.total_ms, e.covers) for e in events] == [
+        ("layer", 0.5, ("/layer1/layer1.0/conv1/Conv", "/layer1/layer1.0/relu/Relu")),
+        ("Reformat", 1.0, ()),
+    ]
+    region = trt_layer_events({"{ForeignNode[/layer2/layer2.0/conv1/Conv.../layer3/layer3.2/Add]}": 2.0})[0]
+    assert region.kind == "Myelin region" and region.covers == ("/layer2/layer2.0/conv1/Conv", "/layer3/layer3.2/Add")
+    fp32 = onnx.load(str(resnet20_artifact.path / "model.onnx"))
+    from rbench.export.artifact import Artifact
+
+    modules = set(dict(Artifact.open(resnet20_artifact.path).reference_model().named_modules()))
+    covered, macs = Names(fp32, modules, 1).covered(events[0].name, events[0].kind, events[0].covers)
+    assert covered == ("layer1.0.conv1", "layer1.0.relu") and macs == 16 * 16 * 3 * 3 * 32 * 32
