@@ -26,6 +26,9 @@ class BenchConfig:
     device: str = "cpu"
     audit: bool = False  # also the seed audit (TEST05); the cache and output audits always run
     streams: int = 1  # requests in flight for the concurrency measurement; 1: none; 0: OpenVINO's optimal count
+    #: the GEMM peak probes before and after the rows (``--no-peak``: none, so no measured share of peak; the CPU's
+    #: peak on paper is still computed, as it costs nothing)
+    peak: bool = True
 
     def __post_init__(self) -> None:
         if not self.batch_sizes or any(b < 1 or b > 4096 for b in self.batch_sizes):

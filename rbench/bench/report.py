@@ -210,6 +210,8 @@ def _peak_lines(data: dict[str, Any]) -> list[str]:
         "Peak per precision (GEMM probes of each library, before and after the rows; rows use the best)",
         ["precision", "library", "n (n³ GEMM)", "round", "GFLOP/s"],
     )
+    if not data["peaks"]["probes"]:
+        lines.append("| not measured (--no-peak) | | | | |")
     lines += [
         f"| {p['precision']} | {p['library']} | {p.get('size', 2048)} | {p.get('round', 'before')} "
         f"| {p['gflops']:.0f} |"

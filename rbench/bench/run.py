@@ -53,8 +53,10 @@ def run_benchmark(
     plans = plan_rows(artifact, backends, precisions, config.device, threads)  # an unknown backend fails here
     pool = image_pool(artifact.preprocess, config.pool_size, config.seed)
     references, labelled, macs = _references(artifact, pool, eval_data, progress)
-    progress.step("measuring this machine's peak (best large GEMM per precision)")
-    peaks = measure_peaks(threads)
+    peaks: list[Probe] = []
+    if config.peak:
+        progress.step("measuring this machine's peak (best large GEMM per precision)")
+        peaks = measure_peaks(threads)
     progress.step("measuring the harness's own overhead")
     overhead = harness_overhead(pool, config, artifact.input_name)
     context = _Context(artifact, pool, references, config, progress, macs, best_per_precision(peaks), labelled)
@@ -69,8 +71,9 @@ def run_benchmark(
         if plan.factory is not None:
             progress.note(summary(rows[-1], rows[0]))
         on_row(rows[-1])
-    progress.step("measuring this machine's peak again, after the rows (each row is held to the best of both)")
-    peaks += measure_peaks(threads, round="after")
+    if config.peak:
+        progress.step("measuring this machine's peak again, after the rows (each row is held to the best of both)")
+        peaks += measure_peaks(threads, round="after")
     paper = theoretical_peaks(cpu_record())
     _final_efficiency(rows, macs, best_per_precision(peaks), paper)
     return RunResult(artifact.path, rows, peaks, overhead, macs, config, paper)

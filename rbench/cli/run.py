@@ -61,6 +61,7 @@ def run(
     out_dir: Path = typer.Option(Path("results"), "--out", help="Folder for results.json, .csv, report.md, PNGs."),
     as_json: bool = typer.Option(False, "--json", help="Print results.json instead of tables."),
     profile: bool = typer.Option(False, help="Also profile every row per layer (rbench profile), into OUT/profile."),
+    peak: bool = typer.Option(True, help="Measure this machine's GEMM peak before and after the rows (share of peak)."),
 ) -> None:
     """Benchmark latency and throughput of every backend and precision, with parity on every row.
 
@@ -75,7 +76,16 @@ def run(
     chosen_precisions, chosen_backends = _choices(precision, backends)
     sizes = _sizes(batch_sizes)
     config = BenchConfig(
-        sizes, warmup_s, duration_s, min_iterations, threads, seed, device=_device(device), audit=audit, streams=streams
+        sizes,
+        warmup_s,
+        duration_s,
+        min_iterations,
+        threads,
+        seed,
+        device=_device(device),
+        audit=audit,
+        streams=streams,
+        peak=peak,
     )
     loadgen = _scenario(scenario, target_qps, latency_bound_ms, mlperf_official, sizes)
     model_config = _check_inputs(model, weights, artifact, out_dir, seed)

@@ -13,7 +13,9 @@ from typer.testing import CliRunner
 from rbench.cli import app
 
 cli = CliRunner()
+#: A short run without the GEMM peak probes (half a minute each on this CPU), for the tests that read no peak
 QUICK = ["--batch-sizes", "1,2", "--warmup-s", "0", "--duration-s", "0.05", "--min-iterations", "3", "--threads", "2"]
+QUICK += ["--no-peak"]
 
 
 @pytest.fixture(scope="module")
@@ -162,6 +164,10 @@ def test_a_users_checkpoint_runs_through_weights(tmp_path):
     assert Artifact.open(data["artifact"]).manifest["weights"]["source"] == str(weights)
     assert [r["label"] for r in data["rows"] if not r["skipped"]] == ["torch eager fp32", "ort cpu fp32"]
     assert all(r["parity"]["passed"] for r in data["rows"] if r["parity"])
+    # --no-peak: no probe and no measured share of peak; the CPU's peak on paper is still there
+    assert data["peaks"]["probes"] == [] and data["peaks"]["theoretical"]["fp32"]["gflops"] > 0
+    points = [p for r in data["rows"] for p in r["points"]]
+    assert points and all(p["efficiency"]["share_of_peak"] is None and p["efficiency"]["gflops"] > 0 for p in points)
 
 
 def test_a_row_that_fails_parity_is_marked_and_exits_1(resnet20_artifact, copy_artifact, tmp_path):
@@ -194,6 +200,7 @@ def test_streams_measure_requests_in_flight(resnet20_artifact, tmp_path):
     out = tmp_path / "results"
     args = ["run", "--artifact", str(resnet20_artifact.path), "--backends", "torch,ort,openvino", "--precision", "fp32"]
     args += ["--batch-sizes", "2", "--warmup-s", "0", "--duration-s", "0.3", "--streams", "2", "--out", str(out)]
+    args += ["--no-peak"]
     result = cli.invoke(app, args)
     assert result.exit_code == 0, result.output
     rows = {r["label"]: r for r in json.loads((out / "results.json").read_text())["rows"]}

@@ -74,6 +74,7 @@ def test_run_eval_data_adds_accuracy_to_every_row(digits_artifact, tmp_path):
     result = run(
         "run", "--artifact", digits_artifact, "--eval-data", "digits", "--backends", "torch,ort", "--precision",
         "fp32,int8", "--batch-sizes", "8", "--duration-s", "0.2", "--warmup-s", "0.05", "--out", tmp_path, "--json",
+        "--no-peak",
     )  # fmt: skip
     assert result.exit_code == 0, result.output
     data = json.loads(result.stdout[: result.stdout.rindex("}") + 1])

@@ -86,6 +86,7 @@ def test_every_int8_row_passes_parity_and_names_its_file(variants, tmp_path):
 
     args = ["run", "--artifact", str(variants.path), "--backends", "torch-compile,ort,openvino", "--precision"]
     args += ["int8", "--batch-sizes", "2", "--warmup-s", "0", "--duration-s", "0.1", "--out", str(tmp_path), "--json"]
+    args += ["--no-peak"]
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, result.output
     rows = {r["label"]: r for r in json.loads((tmp_path / "results.json").read_text())["rows"] if not r["baseline"]}
