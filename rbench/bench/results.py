@@ -183,7 +183,7 @@ class RunResult:
             "seed": self.config.seed,
             "environment": env,
             "config": asdict(self.config),
-            "artifact": str(self.artifact),
+            "artifact": str(Path(self.artifact).absolute()),  # what reads it later (deploy) may run elsewhere
             "model": {"macs": self.macs},
             "peaks": {
                 "probes": [asdict(p) for p in self.peaks],

@@ -109,8 +109,10 @@ def _benchmarks() -> list:
 
 
 def test_a_node_whose_worker_is_killed_mid_run_is_recorded_and_the_other_kept(cluster, resnet20_artifact, tmp_path):
+    """Placed by a STRICT_SPREAD placement group of whole nodes this time (no custom resource asked for)."""
     out = tmp_path / "fleet"
-    cmd = [sys.executable, "-m", "rbench", "fleet", "run", "--address", cluster.address, "--out", str(out), "--"]
+    cmd = [sys.executable, "-m", "rbench", "fleet", "run", "--address", cluster.address, "--out", str(out)]
+    cmd += ["--per-node-resource", "none", "--"]
     launched = subprocess.Popen(
         [*cmd, "--artifact", str(resnet20_artifact.path), *SHORT], stdout=subprocess.PIPE, stderr=subprocess.PIPE
     )
@@ -121,7 +123,9 @@ def test_a_node_whose_worker_is_killed_mid_run_is_recorded_and_the_other_kept(cl
     os.kill(running[0].ppid(), signal.SIGKILL)  # the Ray worker that runs this node's benchmark
     _, stderr = launched.communicate(timeout=300)
     assert launched.returncode == 4, stderr.decode()[-2000:]  # a node could not run
-    nodes = json.loads((out / "fleet.json").read_text())["nodes"]
+    record = json.loads((out / "fleet.json").read_text())
+    nodes = record["nodes"]
+    assert record["placement"] == "STRICT_SPREAD placement group" and len({n["node_id"] for n in nodes}) == 2
     assert sorted(n["status"] for n in nodes) == ["failed", "ok"]
     failed = next(n for n in nodes if n["status"] == "failed")
     kept = next(n for n in nodes if n["status"] == "ok")
