@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import functools
 import importlib.util
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -162,8 +163,9 @@ class TorchRunner(Runner):
 
     def profile(self, feed: Mapping[str, np.ndarray], calls: int) -> Profile:
         """``torch.profiler`` over ``calls`` inferences after a warm-up. Eager: each leaf module's calls wrapped in a
-        ``record_function`` named by its module path (a layer is the module itself). Compiled: inductor's kernels,
-        which no module names (their time is reported, not attributed)."""
+        ``record_function`` named by its module path (a layer is the module itself). Compiled: inductor calls each
+        convolution and linear layer as an extern oneDNN kernel, which ``compiled_layers`` reads back to its module
+        from its shapes; inductor's own fused kernels (pointwise, pooling) name no module and stay not attributed."""
         import time
 
         from torch.profiler import ProfilerActivity, record_function, schedule
@@ -189,7 +191,9 @@ class TorchRunner(Runner):
             wall = []
             warm = 3  # the profiler's own first steps are slow: recorded, then left out by its schedule
             with torch_profile(
-                activities=[ProfilerActivity.CPU], schedule=schedule(wait=0, warmup=warm, active=calls, repeat=1)
+                activities=[ProfilerActivity.CPU],
+                schedule=schedule(wait=0, warmup=warm, active=calls, repeat=1),
+                record_shapes=not hooked,
             ) as prof:
                 for i in range(warm + calls):
                     start = time.perf_counter()
@@ -202,16 +206,39 @@ class TorchRunner(Runner):
                 hook.remove()
         names = {n for n in modules if n}
         layers = []
-        for event in prof.events():
-            if event.name in names:
-                layers.append(LayerEvent(event.name, "module", event.cpu_time_total / 1e3, (event.name,)))
-            elif not names and event.cpu_parent is not None and event.cpu_parent.name.startswith("ProfilerStep"):
-                layers.append(LayerEvent(event.name, "kernel", event.cpu_time_total / 1e3))
+        if hooked:
+            for event in prof.events():
+                if event.name in names:
+                    layers.append(LayerEvent(event.name, "module", event.cpu_time_total / 1e3, (event.name,)))
+        else:
+            layers = compiled_layers(prof.events(), self._module_calls(feed))
         merged: dict[tuple[str, str, tuple[str, ...]], float] = {}
         for e in layers:
             merged[(e.name, e.kind, e.covers)] = merged.get((e.name, e.kind, e.covers), 0.0) + e.total_ms
         events = [LayerEvent(n, k, ms, c) for (n, k, c), ms in merged.items()]
         return Profile("torch.profiler", calls, events, wall)
+
+    def _module_calls(self, feed: Mapping[str, np.ndarray]) -> list[tuple[Any, str]]:
+        """Each convolution and linear layer of the source model as it is called on ``feed``, in call order: its
+        shape signature (``shape_signature``) and module name."""
+        source = self._source if isinstance(self._source, nn.Module) else self._source()
+        calls: list[tuple[Any, str]] = []
+
+        def hook(module: Any, args: Any, _out: Any, name: str) -> None:
+            calls.append((shape_signature(args[0].shape, module.weight.shape), name))
+
+        hooks = [
+            m.register_forward_hook(functools.partial(hook, name=name))
+            for name, m in source.named_modules()
+            if isinstance(m, nn.Conv2d | nn.Linear)
+        ]
+        try:
+            with torch.no_grad():
+                source.eval()(torch.from_numpy(feed[self.input_name]))
+        finally:
+            for h in hooks:
+                h.remove()
+        return calls
 
     def _infer(self, feed: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         assert self.model is not None
@@ -221,6 +248,68 @@ class TorchRunner(Runner):
         with self._context():
             y = self.model(x)
         return {self.output_name: y.float().cpu().numpy()}
+
+
+def shape_signature(input_shape: Sequence[int], weight_shape: Sequence[int]) -> tuple[tuple[int, ...], ...]:
+    """A convolution's or linear layer's input shape and its weight's dimensions, in any order (oneDNN's linear
+    kernels take the weight transposed)."""
+    return tuple(input_shape), tuple(sorted(weight_shape))
+
+
+#: The extern kernels inductor calls for convolutions and linear layers on the CPU (FP32 and PT2E INT8)
+EXTERN_KERNELS = ("convolution", "qconv", "linear", "addmm")
+
+
+def compiled_layers(events: Any, calls: list[tuple[Any, str]]) -> list[LayerEvent]:
+    """A compiled model's profile read back to modules. Each extern convolution or linear kernel is matched by its
+    shapes (``shape_signature`` of an input and a later one: oneDNN's argument lists differ per kernel) to the next
+    module called with the same shapes, in call order, per profiled call. Two modules share shapes only where one
+    feeds the other (a ResNet has no two parallel branches of the same shapes: a block's first convolution and its
+    downsample read the same input with other weights), so inductor cannot run them in the other order. The rest of
+    the compiled region
+    (inductor's fused pointwise and pooling kernels, the residual adds not fused into a convolution, dispatch) is one
+    entry that covers no module."""
+    import collections
+
+    layers: list[LayerEvent] = []
+    queues: dict[int, dict[Any, collections.deque[str]]] = {}
+    attributed: set[int] = set()
+    top = 0.0
+    for event in events:
+        step, parent = event, event.cpu_parent
+        while step.cpu_parent is not None:
+            step = step.cpu_parent
+        if parent is not None and parent is step:
+            top += event.cpu_time_total / 1e3
+        if not any(k in event.name for k in EXTERN_KERNELS) or parent is None:
+            continue
+        ancestor = parent
+        while ancestor is not None and id(ancestor) not in attributed:
+            ancestor = ancestor.cpu_parent
+        if ancestor is not None:
+            continue  # inside a kernel already read (an aten call under a oneDNN one)
+        queue = queues.setdefault(id(step), _by_signature(calls))
+        shapes = [tuple(s) for s in event.input_shapes]
+        shown = [x for x in shapes if x]  # a prepacked weight (PT2E, frozen) shows no shape; its copy later does
+        pairs = [(a, tuple(sorted(b))) for i, a in enumerate(shown) for b in shown[i + 1 :]]
+        found = next((sig for sig in pairs if queue.get(sig)), None)
+        if found is None:
+            continue
+        module = queue[found].popleft()
+        attributed.add(id(event))
+        layers.append(LayerEvent(module, f"module {event.name}", event.cpu_time_total / 1e3, (module,)))
+    rest = top - sum(e.total_ms for e in layers)
+    layers.append(LayerEvent("compiled region: inductor's own kernels and dispatch", "kernel", max(rest, 0.0)))
+    return layers
+
+
+def _by_signature(calls: list[tuple[Any, str]]) -> dict[Any, Any]:
+    import collections
+
+    queue: dict[Any, collections.deque[str]] = {}
+    for sig, name in calls:
+        queue.setdefault(sig, collections.deque()).append(name)
+    return queue
 
 
 class CompiledTorchRunner(TorchRunner):

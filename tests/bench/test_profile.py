@@ -18,18 +18,21 @@ def rows(resnet20_all):
     artifact = Artifact.open(resnet20_all.path)
     return {
         (r.backend, r.precision): r
-        for r in profile_rows(artifact, ["torch", "ort", "openvino"], ["fp32", "int8"], calls=10)
+        for r in profile_rows(artifact, ["torch", "torch-compile", "ort", "openvino"], ["fp32", "int8"], calls=10)
     }
 
 
 def test_every_row_is_rolled_up_to_stages_with_module_names(rows):
     modules = set(dict(create_model("resnet20").named_modules()))
     assert rows[("torch", "int8")].skipped  # eager PyTorch has no INT8: said, not faked
-    for key in [("torch", "fp32"), ("ort", "fp32"), ("ort", "int8"), ("openvino", "fp32"), ("openvino", "int8")]:
+    compiled = [("torch-compile", "fp32"), ("torch-compile", "int8")]
+    others = [("torch", "fp32"), ("ort", "fp32"), ("ort", "int8"), ("openvino", "fp32"), ("openvino", "int8")]
+    for key in [*others, *compiled]:
         row = rows[key]
         assert [s for s in row.stages() if s != UNATTRIBUTED] == STAGES, key
         assert sum(row.stages().values()) == pytest.approx(row.layer_sum_ms)
-        assert row.attributed_ms > 0.6 * row.layer_sum_ms, key
+        # inductor's own fused kernels (pointwise, pooling) name no module: measured 26-32% not attributed
+        assert row.attributed_ms > (0.5 if key in compiled else 0.6) * row.layer_sum_ms, key
         convs = [x for x in row.layers if x.macs]
         assert len({m for x in convs for m in x.modules if m.endswith(("conv1", "conv2"))}) >= 18, key
         assert all(set(x.modules) <= modules for x in row.layers), key
