@@ -67,8 +67,8 @@ def block_of(module: str, position: str = "") -> str:
 
 
 def stage_order(stages: Collection[str]) -> list[str]:
-    """Stages in network order: stem, layer1..layerN, head."""
-    layers = sorted((s for s in stages if s not in (STEM, HEAD)), key=lambda s: int(re.sub(r"\D", "", s) or 0))
+    """Stages in network order: stem, layer1..layerN, head (anything else, "not attributed" say, is left out)."""
+    layers = sorted((s for s in stages if re.fullmatch(r"layer\d+", s)), key=lambda s: int(s[len("layer") :]))
     return [s for s in (STEM, *layers, HEAD) if s in stages]
 
 

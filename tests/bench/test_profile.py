@@ -57,6 +57,8 @@ def test_markdown_names_the_profiler_overhead_and_top_layers(rows):
     text = markdown(list(rows.values()))
     assert "| stage |" in text and "overhead" in text and "GFLOP/s" in text
     assert "skipped: torch int8" in text
+    table = text[: text.index("\n\n")].splitlines()[2:]  # the stages x rows table
+    assert [line.split(" | ")[0].strip("| ") for line in table] == [*STAGES, UNATTRIBUTED]  # once, and last
 
 
 def test_profile_cli_writes_json_markdown_and_png(resnet20_all, tmp_path):
