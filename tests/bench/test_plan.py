@@ -76,6 +76,7 @@ def test_what_executed_is_read_from_the_runner_and_decides_the_peak(resnet20_all
     from rbench.bench.peak import Probe
     from rbench.bench.results import Efficiency
     from rbench.runtime import OpenVinoRunner, OrtRunner, TorchRunner
+    from rbench.runtime.openvino_runner import saturation_note
 
     found = []
     for convolutions in ({"f32": 19}, {"bf16": 19}, {"u8": 18, "f32": 1}):
@@ -87,7 +88,7 @@ def test_what_executed_is_read_from_the_runner_and_decides_the_peak(resnet20_all
     assert [(e.precision, e.detail) for e in found] == [
         ("fp32", "conv f32 x19"),
         ("bf16", "conv bf16 x19"),
-        ("int8", "conv u8 x18, f32 x1"),
+        ("int8", "conv u8 x18, f32 x1" + saturation_note()),
         ("bf16", "bf16 autocast (conv, matmul), rest fp32"),
         ("fp32", "fp16"),
     ]
@@ -118,3 +119,12 @@ def test_run_completes_an_artifact_without_touching_what_it_has(tmp_path):
     assert done.manifest["precisions"]["fp16"]["settings"]["keep_io_types"] is False
     assert done.class_names == list(names)
     assert prepare_artifact(None, done.path, ["fp16"], tmp_path).manifest == done.manifest
+
+
+def test_an_int8_openvino_row_says_when_the_cpu_lacks_vnni(monkeypatch):
+    from rbench.runtime.openvino_runner import saturation_note
+
+    monkeypatch.setattr("rbench.env.cpu_flags", lambda: {"avx2", "fma"})
+    assert saturation_note() == " (CPU without VNNI: 8-bit dot products can saturate)"
+    monkeypatch.setattr("rbench.env.cpu_flags", lambda: {"avx2", "avx512f", "avx512_vnni"})
+    assert saturation_note() == ""

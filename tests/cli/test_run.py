@@ -55,7 +55,9 @@ def test_rows_say_what_ran_with_parity_and_efficiency(run_dir):
     native_bf16 = bool({"avx512_bf16", "amx_bf16"} & set(cpu_record()["flags"]))
     # OpenVINO runs bf16 where the CPU has it natively; elsewhere it falls back to f32, and the row says so
     assert rows["openvino cpu bf16"]["executed"] == ("conv bf16 x19" if native_bf16 else "conv f32 x19")
-    assert rows["openvino cpu int8"]["executed"] == "conv u8 x18, f32 x1"
+    from rbench.runtime.openvino_runner import saturation_note
+
+    assert rows["openvino cpu int8"]["executed"] == "conv u8 x18, f32 x1" + saturation_note()  # said without VNNI
     assert rows["openvino cpu bf16"]["parity"]["bounds"]["cosine"] == 0.999
     assert rows["openvino cpu int8"]["points"][0]["efficiency"]["peak_precision"] == "int8"
 
