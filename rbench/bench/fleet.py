@@ -179,12 +179,17 @@ def fleet_run(
         ]
         out.mkdir(parents=True, exist_ok=True)
         pending = dict(zip(futures, runs, strict=True))
-        while pending:
-            done, _ = ray.wait(list(pending), num_returns=1)
-            run = pending.pop(done[0])
-            _collect(ray, done[0], run, out)
-            if progress is not None:
-                progress.advance()
+        try:
+            while pending:
+                done, _ = ray.wait(list(pending), num_returns=1)
+                run = pending.pop(done[0])
+                _collect(ray, done[0], run, out)
+                if progress is not None:
+                    progress.advance()
+        except BaseException:  # Ctrl-C, SIGTERM: no benchmark is left running on the cluster
+            for future in pending:
+                ray.cancel(future, force=True)
+            raise
         if group is not None:
             from ray.util.placement_group import remove_placement_group
 
