@@ -40,6 +40,13 @@ def cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
+#: The CPU flags of int8 dot-product instructions (4x FP32's int8 work per cycle; without them 8-bit dot products
+#: add pairs in int16 and can saturate)
+VNNI_FLAGS = ("avx512_vnni", "avx_vnni")
+#: The CPU flags of native bf16 arithmetic (dot products, or AMX tiles)
+NATIVE_BF16_FLAGS = ("avx512_bf16", "amx_bf16")
+
+
 def cpu_flags() -> set[str]:
     """The CPU's feature flags from ``/proc/cpuinfo`` (empty where there is none)."""
     try:

@@ -20,6 +20,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -312,10 +313,11 @@ def _machine(node: dict[str, Any], fleet_dir: Path) -> Machine:
     return found
 
 
-def fleet_report(fleet_dir: Path, prices: list[str] = ()) -> dict[str, Any]:  # type: ignore[assignment]
+def fleet_report(fleet_dir: Path, prices: Sequence[str] = ()) -> dict[str, Any]:
     """``FLEET_DIR/fleet-report.{md,json,png}``: the best passing row per machine, each backend x precision across
     machines, images per dollar where a price per node-hour is given. Returns the report's data."""
     from rbench._io import write_bytes_atomic, write_json_atomic
+    from rbench.bench.plot import fleet_plot
 
     fleet_dir = Path(fleet_dir)
     record = read_fleet(fleet_dir)
@@ -335,7 +337,7 @@ def fleet_report(fleet_dir: Path, prices: list[str] = ()) -> dict[str, Any]:  # 
     }
     write_json_atomic(fleet_dir / f"{REPORT}.json", report)
     write_bytes_atomic(fleet_dir / f"{REPORT}.md", markdown(report).encode())
-    write_bytes_atomic(fleet_dir / f"{REPORT}.png", plot(report))
+    write_bytes_atomic(fleet_dir / f"{REPORT}.png", fleet_plot(report))
     return report
 
 
@@ -374,32 +376,3 @@ def markdown(report: dict[str, Any]) -> str:
     for key, cells in report["matrix"].items():
         lines.append(f"| {key} | " + " | ".join(_cell(cells[m["name"]]) for m in machines) + " |")
     return "\n".join(lines) + "\n"
-
-
-def plot(report: dict[str, Any]) -> bytes:
-    """Grouped bars: images/s of each passing backend x precision, one bar per machine."""
-    import io
-
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    import numpy as np
-
-    keys = list(report["matrix"])
-    names = [m["name"] for m in report["machines"]]
-    fig, ax = plt.subplots(figsize=(max(6, 0.6 * len(keys) * max(1, len(names))), 4))
-    width = 0.8 / max(1, len(names))
-    for i, name in enumerate(names):
-        cells = [report["matrix"][k][name] for k in keys]
-        values = [c["images_per_s"] if c and c.get("passed") else 0 for c in cells]
-        ax.bar(np.arange(len(keys)) + i * width, values, width, label=name)
-    ax.set_xticks(np.arange(len(keys)) + width * (len(names) - 1) / 2, keys, rotation=30, ha="right")
-    ax.set_ylabel("images/s (best batch, passing rows)")
-    ax.set_title("rbench fleet")
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=100)
-    plt.close(fig)
-    return buf.getvalue()

@@ -58,11 +58,12 @@ def _finish(fig: Any, ax: Any, data: dict[str, Any]) -> bytes:
     return _png(fig)
 
 
-def _png(fig: Any) -> bytes:
+def _png(fig: Any, rect: tuple[float, float, float, float] = (0, 0.09, 1, 1)) -> bytes:
+    """The figure as PNG bytes, laid out in ``rect`` (by default leaving room below for the skipped rows)."""
     import matplotlib.pyplot as plt
 
     buffer = io.BytesIO()
-    fig.tight_layout(rect=(0, 0.09, 1, 1))
+    fig.tight_layout(rect=rect)
     fig.savefig(buffer, format="png")
     plt.close(fig)
     return buffer.getvalue()
@@ -142,3 +143,26 @@ def plots(data: dict[str, Any]) -> dict[str, bytes]:
     if any(r.concurrency for r in rows_of(data)):
         found["streams"] = streams_plot(data)
     return found
+
+
+def fleet_plot(report: dict[str, Any]) -> bytes:
+    """``rbench fleet report``'s grouped bars: images/s of each passing backend x precision, one bar per machine."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    keys = list(report["matrix"])
+    names = [m["name"] for m in report["machines"]]
+    fig, ax = plt.subplots(figsize=(max(6, 0.6 * len(keys) * max(1, len(names))), 4), dpi=100)
+    width = 0.8 / max(1, len(names))
+    for i, name in enumerate(names):
+        cells = [report["matrix"][k][name] for k in keys]
+        values = [c["images_per_s"] if c and c.get("passed") else 0 for c in cells]
+        ax.bar(np.arange(len(keys)) + i * width, values, width, label=name)
+    ax.set_xticks(np.arange(len(keys)) + width * (len(names) - 1) / 2, keys, rotation=30, ha="right")
+    ax.set_ylabel("images/s (best batch, passing rows)")
+    ax.set_title("rbench fleet")
+    ax.legend(fontsize=8)
+    return _png(fig, rect=(0, 0, 1, 1))

@@ -198,17 +198,13 @@ def _plain(value: Any) -> str:
     return value.to_string() if hasattr(value, "to_string") else str(value).split(".")[-1]
 
 
-#: The CPU flags of int8 dot-product instructions, without which 8-bit convolutions can saturate
-VNNI = ("avx512_vnni", "avx_vnni", "amx_int8")
-
-
 def saturation_note() -> str:
     """What an int8 row on this CPU must say: without VNNI, OpenVINO documents that the 8-bit dot products "admit
     so-called saturation (overflow) of the intermediate buffer" (its saturation-issue page; measured here: the
     portable ResNet-50 graph at worst cosine 0.969 on AMD Zen 3, 0.992 on Zen 4 with VNNI)."""
-    from rbench.env import cpu_flags
+    from rbench.env import VNNI_FLAGS, cpu_flags
 
-    return "" if set(VNNI) & cpu_flags() else " (CPU without VNNI: 8-bit dot products can saturate)"
+    return "" if set(VNNI_FLAGS) & cpu_flags() else " (CPU without VNNI: 8-bit dot products can saturate)"
 
 
 def executed_precisions(compiled: Any) -> dict[str, int]:

@@ -20,7 +20,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from rbench.env import cpu_flags
+from rbench.env import NATIVE_BF16_FLAGS, cpu_flags
 from rbench.errors import EnvironmentProblem, unknown_choice
 from rbench.runtime.base import LayerEvent, Profile, Runner, TensorSpec
 from rbench.runtime.spec import BackendSpec, Consumes, Executed, ModelSource, RunContext
@@ -36,15 +36,11 @@ def fp16_unsupported(device: str) -> str | None:
     return "no native FP16 on this CPU"
 
 
-#: The CPU flags of native bf16 arithmetic (dot products, or AMX tiles)
-NATIVE_BF16 = ("avx512_bf16", "amx_bf16")
-
-
 def bf16_unsupported(device: str) -> str | None:
     """Why torch bf16 does not run here, or ``None``: without native bf16 oneDNN emulates it in FP32 with a
     conversion per element. Measured on the default ResNet-50 (AMD Zen 3, AVX2): eager autocast 0.20x eager FP32 at
     batch 1 and 0.14x at batch 8, torch.compile 0.10x and 0.13x, the two rows 4.7 minutes of ``make bench``."""
-    if device.startswith("cuda") or set(NATIVE_BF16) & cpu_flags():
+    if device.startswith("cuda") or set(NATIVE_BF16_FLAGS) & cpu_flags():
         return None
     return "no native bf16 on this CPU (torch would emulate it, 5-10x slower than FP32)"
 
@@ -266,9 +262,8 @@ def compiled_layers(events: Any, calls: list[tuple[Any, str]]) -> list[LayerEven
     module called with the same shapes, in call order, per profiled call. Two modules share shapes only where one
     feeds the other (a ResNet has no two parallel branches of the same shapes: a block's first convolution and its
     downsample read the same input with other weights), so inductor cannot run them in the other order. The rest of
-    the compiled region
-    (inductor's fused pointwise and pooling kernels, the residual adds not fused into a convolution, dispatch) is one
-    entry that covers no module."""
+    the compiled region (inductor's fused pointwise and pooling kernels, the residual adds not fused into a
+    convolution, dispatch) is one entry that covers no module."""
     import collections
 
     layers: list[LayerEvent] = []
@@ -373,11 +368,14 @@ class Pt2eRunner(CompiledTorchRunner):
 
     def _wrap(self, model: nn.Module) -> Any:
         self.kept_fp32 = [first_conv(model)]
-        return super()._wrap(pt2e_quantize(model, self.calibration(), self.input_shape))
+        return super()._wrap(pt2e_quantize(model, self.calibration(), self.input_shape, self.kept_fp32))
 
 
-def pt2e_quantize(model: nn.Module, images: np.ndarray, input_shape: tuple[int, int, int]) -> nn.Module:
-    """``model`` quantized by torchao's PT2E flow with ``X86InductorQuantizer``, calibrated on ``images``."""
+def pt2e_quantize(
+    model: nn.Module, images: np.ndarray, input_shape: tuple[int, int, int], keep_fp32: Sequence[str]
+) -> nn.Module:
+    """``model`` quantized by torchao's PT2E flow with ``X86InductorQuantizer``, calibrated on ``images``; the
+    modules named in ``keep_fp32`` stay FP32."""
     import logging
 
     # torchao logs at import that its CUDA kernels (mxfp8, cutlass) and triton are absent, and torch that an Enum
@@ -388,7 +386,8 @@ def pt2e_quantize(model: nn.Module, images: np.ndarray, input_shape: tuple[int, 
     from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
 
     quantizer = x86.X86InductorQuantizer().set_global(x86.get_default_x86_inductor_quantization_config())
-    quantizer.set_module_name_qconfig(first_conv(model), None)
+    for name in keep_fp32:
+        quantizer.set_module_name_qconfig(name, None)
     example = torch.zeros(2, *input_shape)
     batch = torch.export.Dim("batch", min=1, max=4096)
     graph = torch.export.export(model, (example,), dynamic_shapes=({0: batch},)).module()
