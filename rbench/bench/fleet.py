@@ -115,21 +115,28 @@ def _select(ray: Any, resource: str | None, count: int | None) -> list[dict[str,
     return chosen
 
 
-def _submit(ray: Any, chosen: list[dict[str, Any]], resource: str | None, args: list[str], timeout_s: float | None):
-    """One task per node (module docstring); returns the futures in node order and the placement group, if any."""
+def _submit(
+    ray: Any, chosen: list[dict[str, Any]], resource: str | None, args: list[str], timeout_s: float | None
+) -> tuple[list[Any], list[dict[str, Any]], Any]:
+    """One task per node (module docstring): the futures, the node each runs on (in the same order) and the placement
+    group, if any."""
     from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy, PlacementGroupSchedulingStrategy
 
     task = ray.remote(node_run)
     if resource:
-        return [
-            task.options(
-                num_cpus=n["Resources"].get("CPU", 0),
-                resources={resource: n["Resources"][resource]},
-                scheduling_strategy=NodeAffinitySchedulingStrategy(n["NodeID"], soft=False),
-                max_retries=0,
-            ).remote(args, timeout_s)
-            for n in chosen
-        ], None
+        return (
+            [
+                task.options(
+                    num_cpus=n["Resources"].get("CPU", 0),
+                    resources={resource: n["Resources"][resource]},
+                    scheduling_strategy=NodeAffinitySchedulingStrategy(n["NodeID"], soft=False),
+                    max_retries=0,
+                ).remote(args, timeout_s)
+                for n in chosen
+            ],
+            chosen,
+            None,
+        )
     from ray.util.placement_group import placement_group, placement_group_table
 
     bundles = [{"CPU": n["Resources"].get("CPU", 1)} for n in chosen]
@@ -146,8 +153,7 @@ def _submit(ray: Any, chosen: list[dict[str, Any]], resource: str | None, args: 
         for i in range(len(chosen))
     ]
     by_id = {n["NodeID"]: n for n in chosen}
-    chosen[:] = [by_id.get(where[i], chosen[i]) for i in range(len(chosen))]  # the node each bundle landed on
-    return futures, group
+    return futures, [by_id.get(where[i], chosen[i]) for i in range(len(chosen))], group  # where each bundle landed
 
 
 def fleet_run(
@@ -174,9 +180,9 @@ def fleet_run(
         chosen = _select(ray, resource, nodes)
         if progress is not None:
             progress.step(f"rbench run on {len(chosen)} node(s)", total=len(chosen))
-        futures, group = _submit(ray, chosen, resource, args, timeout_s)
+        futures, placed, group = _submit(ray, chosen, resource, args, timeout_s)
         runs = [
-            NodeRun(_node_name(n), n["NodeID"], n["NodeManagerAddress"], n["Resources"].get("CPU", 0)) for n in chosen
+            NodeRun(_node_name(n), n["NodeID"], n["NodeManagerAddress"], n["Resources"].get("CPU", 0)) for n in placed
         ]
         out.mkdir(parents=True, exist_ok=True)
         pending = dict(zip(futures, runs, strict=True))
