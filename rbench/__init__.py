@@ -36,7 +36,7 @@ def __getattr__(name: str):
 
         return ModelConfig
     if name == "export_artifact":  # the exporter with every precision's parity checked
-        from rbench.bench.parity import export_artifact
+        from rbench.bench.exporting import export_artifact
 
         return export_artifact
     if name in ("BuildConfig", "build_engine"):

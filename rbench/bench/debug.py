@@ -241,16 +241,33 @@ def debug_precision(
 ) -> DebugReport:
     """Per-layer errors of one reduced graph of ``artifact`` on ``backend``, and with ``fix`` the variant that meets
     the bound with the fewest layers kept in FP32 (written into the artifact)."""
+    step = progress.step if progress is not None else (lambda _msg: None)
+    check_debug_target(artifact, precision, backend)
+    reduced_precision = get_precision(precision)
+    tolerance = parse_bound(bound, reduced_precision.bounds(artifact.bounds_family), reduced_precision.tolerance)
+    report, graphs, found, ranked = _analyse(artifact, precision, backend, images, tolerance, threads, step)
+    if fix:
+        report.fix = _fix(graphs, found, ranked, step)
+    return report
+
+
+def _analyse(
+    artifact: Artifact,
+    precision: str,
+    backend: str,
+    images: Mapping[str, np.ndarray] | None,
+    tolerance: Tolerance,
+    threads: int,
+    step: Callable[[str], Any],
+) -> tuple[DebugReport, Graphs, list[Any], list[Any]]:
+    """The report of every layer's error, what a search holds fixed, the layers, and the layers worst own error
+    first."""
     import onnx
 
     from rbench.bench.parity import parity_inputs
     from rbench.export import mixed
     from rbench.export.names import onnx_modules
 
-    step = progress.step if progress is not None else (lambda _msg: None)
-    check_debug_target(artifact, precision, backend)
-    reduced_precision = get_precision(precision)
-    tolerance = parse_bound(bound, reduced_precision.bounds(artifact.bounds_family), reduced_precision.tolerance)
     fp32 = onnx.load(str(artifact.onnx_path("fp32")))
     reduced = onnx.load(str(artifact.onnx_path(precision)))
     photos = parity_inputs(artifact.preprocess, artifact.input_name, images=images)["photos"]
@@ -292,12 +309,8 @@ def debug_precision(
     ranked = sorted(range(len(errors)), key=lambda i: _own_key(errors[i]))
     report.ranked = [errors[i].module or errors[i].node for i in ranked]
     report.first = _first_standing_out(errors)
-    if fix:
-        graphs = Graphs(
-            artifact, precision, backend, fp32, reduced, photos, reference, runner, tolerance, points, modules
-        )
-        report.fix = _fix(graphs, found, [found[i] for i in ranked], step)
-    return report
+    graphs = Graphs(artifact, precision, backend, fp32, reduced, photos, reference, runner, tolerance, points, modules)
+    return report, graphs, found, [found[i] for i in ranked]
 
 
 def _count(feed: Mapping[str, np.ndarray]) -> int:
@@ -386,29 +399,35 @@ class Graphs:
     modules: dict[str, str]
 
 
-def _fix(graphs: Graphs, found: Sequence[Any], ranked: Sequence[Any], step: Callable[[str], Any]) -> dict[str, Any]:
-    artifact, precision, backend, fp32, reduced = (
-        graphs.artifact,
-        graphs.precision,
-        graphs.backend,
-        graphs.fp32,
-        graphs.reduced,
-    )
-    photos, reference, runner, tolerance = graphs.photos, graphs.reference, graphs.runner, graphs.tolerance
-    points, modules = graphs.points, graphs.modules
+def _scorer(graphs: Graphs) -> Callable[[Sequence[Any]], float]:
+    """The output's distance to the bound with the layers ``kept`` in FP32 (at most 1: met), run as the backend runs
+    the graph (nothing exposed, so its kernels fuse as in a benchmark); for FP16, infinite while any layer's stored
+    output is not finite."""
     from rbench.export.mixed import keep_fp32
 
     def score(kept: Sequence[Any]) -> float:
-        """The output's distance to the bound, run as the backend runs the graph (nothing exposed, so its kernels
-        fuse as in a benchmark); for FP16, infinite while any layer's stored output is not finite."""
-        model = keep_fp32(reduced, fp32, kept)
-        if precision == "fp16":
+        model = keep_fp32(graphs.reduced, graphs.fp32, kept)
+        if graphs.precision == "fp16":
             made = {o for n in model.graph.node for o in n.output}
-            values = runner.tensors(model, [p for p in points.values() if p in made], photos)
+            wanted = [p for p in graphs.points.values() if p in made]
+            values = graphs.runner.tensors(model, wanted, graphs.photos)
             if any(not np.isfinite(v).all() for v in values.values()):
                 return float("inf")
-        return bound_ratio(compare(reference, runner.run(model, photos)[0]), tolerance)
+        return bound_ratio(compare(graphs.reference, graphs.runner.run(model, graphs.photos)[0]), graphs.tolerance)
 
+    return score
+
+
+def _search(
+    score: Callable[[Sequence[Any]], float],
+    found: Sequence[Any],
+    ranked: Sequence[Any],
+    step: Callable[[str], Any],
+    modules: Mapping[str, str],
+) -> tuple[list[Any], bool, int]:
+    """Greedy: each step tries the ``CANDIDATES`` worst layers by own error not yet kept and keeps the one that
+    brings the output closest to the bound, until it is met; then drops every kept layer the bound does not need.
+    Returns the layers kept, whether the bound is met, and how many graphs were tried."""
     kept: list[Any] = []
     current = score(kept)
     tried = 1
@@ -426,7 +445,21 @@ def _fix(graphs: Graphs, found: Sequence[Any], ranked: Sequence[Any], step: Call
         if current <= 1 and score(rest) <= 1:
             kept = rest
         tried += 1
-    met = score(kept) <= 1
+    return kept, (score(kept) <= 1 if kept else current <= 1), tried
+
+
+def _fix(graphs: Graphs, found: Sequence[Any], ranked: Sequence[Any], step: Callable[[str], Any]) -> dict[str, Any]:
+    artifact, precision, backend, fp32, reduced = (
+        graphs.artifact,
+        graphs.precision,
+        graphs.backend,
+        graphs.fp32,
+        graphs.reduced,
+    )
+    photos, runner, tolerance, modules = graphs.photos, graphs.runner, graphs.tolerance, graphs.modules
+    from rbench.export.mixed import keep_fp32
+
+    kept, met, tried = _search(_scorer(graphs), found, ranked, step, modules)
     names = [modules.get(k.name, "") or k.name for k in kept]
     variant = FIXED_VARIANT[precision]
     if not kept:
@@ -460,6 +493,110 @@ def _fix(graphs: Graphs, found: Sequence[Any], ranked: Sequence[Any], step: Call
         "graphs_tried": tried,
         "parity": entry["parity"],
         "speed": speed,
+    }
+
+
+#: The reduced ONNX graphs an export holds to their bounds on every CPU backend here that runs them (below).
+CONTROLLED = ("int8", "int8-u8s8")
+
+
+@dataclass(frozen=True)
+class Controlled:
+    """What an export's accuracy control found for one reduced graph: the record for its manifest entry, and the
+    graph with the layers it keeps in FP32, or None where the graph as made meets its bounds on every backend."""
+
+    record: dict[str, Any]
+    model: onnx.ModelProto | None = None
+
+
+def cpu_backends(precision: str) -> list[str]:
+    """The CPU backends here that run ``precision``'s ONNX file and that the debugger runs graphs on."""
+    from rbench.runtime.registry import BACKENDS
+
+    return [
+        name
+        for name in DEBUG_BACKENDS
+        if precision in BACKENDS[name].precisions and not BACKENDS[name].why_not(precision, "cpu")
+    ]
+
+
+def accuracy_control(artifact: Artifact, precision: str, progress: Any = None) -> Controlled | None:
+    """The export's accuracy control of an INT8 graph (``CONTROLLED``): its parity against PyTorch on every CPU
+    backend here that runs it, and where one misses the bounds of the model's family, the fewest layers kept in FP32
+    (the ``--fix`` search, ranked by own error on the first backend that missed, scored on every one that did) so
+    that each meets them. None for another precision, or a graph already checked on this kind of CPU with these
+    backends.
+
+    Why: one graph can pass on one backend and fail on another on the same CPU. On a CPU without VNNI (AMD Zen 3)
+    OpenVINO runs the portable ResNet-50 graph at worst cosine 0.969, ONNX Runtime the same file at 0.992; keeping
+    ``layer1.0.downsample.0`` in FP32 takes OpenVINO to 0.990 at no measured cost in speed (README)."""
+    from rbench.bench.parity import artifact_parity
+    from rbench.env import VNNI_FLAGS, cpu_flags, cpu_model
+    from rbench.export.mixed import keep_fp32
+
+    if precision not in CONTROLLED:
+        return None
+    step = progress.step if progress is not None else (lambda _msg: None)
+    backends = cpu_backends(precision)
+    machine = {"cpu": cpu_model(), "vnni": bool(set(VNNI_FLAGS) & cpu_flags())}
+    earlier = artifact.manifest["precisions"][precision].get("accuracy") or {}
+    if earlier.get("machine") == machine and sorted(earlier.get("backends", {})) == sorted(backends):
+        return None
+    checked = {}
+    for backend in backends:
+        step(f"checking {precision} on {backend} against PyTorch (accuracy control)")
+        checked[backend] = artifact_parity(artifact, backend, precision)
+    record: dict[str, Any] = {
+        "machine": machine,
+        "backends": {name: _photo_figures(report) for name, report in checked.items()},
+        "kept": list(earlier.get("kept", [])),
+        "nodes": list(earlier.get("nodes", [])),
+    }
+    missed = [name for name, report in checked.items() if not report.passed]
+    if not missed:
+        return Controlled(record)
+    tolerance = get_precision(precision).bounds(artifact.bounds_family)
+    step(f"{precision} misses its bounds on {', '.join(missed)}: searching for the fewest layers to keep in FP32")
+    _, graphs, found, ranked = _analyse(artifact, precision, missed[0], None, tolerance, 0, step)
+    each = [graphs, *(_on(graphs, name) for name in missed[1:])]
+    scorers = [_scorer(g) for g in each]
+    kept, met, tried = _search(lambda k: max(score(k) for score in scorers), found, ranked, step, graphs.modules)
+    model = keep_fp32(graphs.reduced, graphs.fp32, kept)
+    after = {g.backend: _output(compare(g.reference, g.runner.run(model, g.photos)[0])) for g in each}
+    record["kept"] += [graphs.modules.get(k.name, "") or k.name for k in kept]
+    record["nodes"] += [k.name for k in kept]
+    record.update(
+        missed=missed,
+        met=met,
+        graphs_tried=tried,
+        after={name: {k: sig(v) for k, v in figures.items()} for name, figures in after.items()},
+    )
+    if progress is not None:
+        cosines = ", ".join(
+            f"{name} {record['backends'][name]['cosine']} -> {record['after'][name]['cosine']}" for name in missed
+        )
+        kept_names = ", ".join(record["kept"][len(earlier.get("kept", [])) :]) or "no layer"
+        verdict = "" if met else "; the bounds are still missed"
+        progress.note(
+            f"{get_precision(precision).file}: {kept_names} kept in FP32, since {', '.join(missed)} missed "
+            f"its bounds on this CPU (worst cosine {cosines}){verdict}"
+        )
+    return Controlled(record, model)
+
+
+def _on(graphs: Graphs, backend: str) -> Graphs:
+    """The same search state on another backend: its runner, and its FP32 graph's output as the reference."""
+    runner = GraphRunner(backend, graphs.runner.threads)
+    return replace(graphs, backend=backend, runner=runner, reference=runner.run(graphs.fp32, graphs.photos)[0])
+
+
+def _photo_figures(report: Any) -> dict[str, Any]:
+    """Pass or fail, and the worst figures over the outputs, on the photos."""
+    stats = list(report.stats.get("photos", {}).values())
+    return {
+        "passed": report.passed,
+        "cosine": sig(min((s.min_cosine for s in stats), default=float("nan"))),
+        "max_rel": sig(max((s.min_passing_rel for s in stats), default=float("nan"))),
     }
 
 
@@ -513,4 +650,4 @@ def write_variant(
     return entry
 
 
-__all__ = ["DebugReport", "LayerError", "debug_precision", "parse_bound"]
+__all__ = ["Controlled", "DebugReport", "LayerError", "accuracy_control", "debug_precision", "parse_bound"]

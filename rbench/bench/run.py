@@ -169,7 +169,7 @@ def _measure(row: Row, plan: RowPlan, runner: Runner, context: _Context) -> None
     row.settings = runner.settings()
     row.threads = runner.threads_in_use()
     executed = runner.executed()
-    row.executed, row.executed_precision = executed.detail, executed.precision
+    row.executed, row.executed_precision = executed.detail + _kept_fp32(artifact, plan), executed.precision
     row.parity = _parity(runner, photos, expected, plan.precision, artifact.bounds_family)
     before = runner.compiles()
 
@@ -188,6 +188,15 @@ def _measure(row: Row, plan: RowPlan, runner: Runner, context: _Context) -> None
         row.loadgen = _loadgen(runner, row, artifact, context.pool, *context.loadgen)
     if context.labelled is not None:
         row.accuracy = _accuracy(runner, artifact.input_name, *context.labelled)
+
+
+def _kept_fp32(artifact: Artifact, plan: RowPlan) -> str:
+    """What a row running a graph whose layers the export's accuracy control kept in FP32 adds to what it executed."""
+    entry = artifact.manifest["precisions"].get(plan.precision, {})
+    kept = (entry.get("accuracy") or {}).get("kept")
+    if not kept or not (plan.file or "").startswith(entry["file"]):
+        return ""
+    return f"; {', '.join(kept)} fp32 (accuracy control at export)"
 
 
 def _reference_predictions(reference: Any, eval_data: Any, input_name: str) -> tuple[Any, np.ndarray] | None:
@@ -303,7 +312,9 @@ def prepare_artifact(
     An existing one (``artifact_dir``) is verified first (every file against its recorded SHA-256: exit 3 before
     any work), then completed in the folder the user named, whatever its name; nothing else is ever measured in
     its place. Otherwise the model is exported (or re-exported, reusing every file made with the same settings)
-    into ``artifacts_root``. Parity is the run's own, per row, so the export does not repeat it."""
+    into ``artifacts_root``. Parity is the run's own, per row, so the export does not repeat it; each INT8 graph it
+    makes is held to its bounds on every CPU backend here (``rbench.bench.debug.accuracy_control``)."""
+    from rbench.bench.debug import accuracy_control
     from rbench.export.converters import available
     from rbench.export.onnx_export import ExportConfig
     from rbench.export.pipeline import export_artifact
@@ -314,7 +325,9 @@ def prepare_artifact(
         progress.note(note)
     if artifact_dir is None:
         assert model_config is not None, "a model to export, or an artifact"
-        result = export_artifact(model_config, ExportConfig(), artifacts_root, needed, progress)
+        result = export_artifact(
+            model_config, ExportConfig(), artifacts_root, needed, progress, control=accuracy_control
+        )
         return Artifact.open(result.path)
     artifact = Artifact.open(artifact_dir).verify()
     if set(needed) <= set(artifact.precisions):
@@ -328,6 +341,12 @@ def prepare_artifact(
     settings = {k: export[k] for k in ("opset", "dynamic_batch", "simplify") if k in export}
     # only what is missing: the export carries every file the artifact already has over, untouched
     result = export_artifact(
-        config, ExportConfig(**settings), artifact.path.parent, needed, progress, into=artifact.path
+        config,
+        ExportConfig(**settings),
+        artifact.path.parent,
+        needed,
+        progress,
+        into=artifact.path,
+        control=accuracy_control,
     )
     return Artifact.open(result.path)

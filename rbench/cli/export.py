@@ -57,6 +57,11 @@ def export(
     ),
     calib_method: CalibMethod = typer.Option("percentile", help="INT8 calibration method."),  # type: ignore[valid-type]
     calib_samples: int = typer.Option(64, help="INT8 calibration images."),
+    accuracy_control: bool = typer.Option(
+        True,
+        help="INT8 graphs: where a CPU backend here misses the bounds, keep the fewest layers in FP32 that meet "
+        "them on every one; --no-accuracy-control ships each graph as quantized.",
+    ),
     out_dir: Path = typer.Option(Path("artifacts"), "--out", help="Folder of artifact directories."),
     as_json: bool = typer.Option(False, "--json", help="Print a JSON summary instead of tables."),
 ) -> None:
@@ -65,7 +70,7 @@ def export(
     Precisions accumulate: exporting into the same --out keeps the ones made before. The last line of standard
     output is the artifact directory.
     """
-    from rbench.bench.parity import export_artifact
+    from rbench.bench.exporting import export_artifact
     from rbench.export.converters import available
     from rbench.export.onnx_export import ExportConfig
     from rbench.models import get_spec
@@ -86,7 +91,8 @@ def export(
     int8 = Int8Config(calib_method.value, calibration, calib_samples, seed, cache_dir=cache)
     with progress(not as_json) as shown:
         settings = {"fp16": fp16, "int8": int8}  # the INT8 variants calibrate like int8
-        result = export_artifact(model_config, export_config, out_dir, precisions, shown, settings)
+        control = {} if accuracy_control else {"control": None}
+        result = export_artifact(model_config, export_config, out_dir, precisions, shown, settings, **control)
     if as_json:
         out.print_json(json.dumps(_summary(result)))
     else:
@@ -105,7 +111,8 @@ def _refuse_inapplicable(ctx: typer.Context, precisions: list[str]) -> None:
 
     if explicit(ctx, "io") and "fp16" not in precisions:
         raise BadInputError("--io applies to the FP16 model only; add fp16 to --precision")
-    given = [f"--{n.replace('_', '-')}" for n in ("calibration", "calib_method", "calib_samples") if explicit(ctx, n)]
+    names = ("calibration", "calib_method", "calib_samples", "accuracy_control")
+    given = [f"--{n.replace('_', '-')}" for n in names if explicit(ctx, n)]
     if given and not any("int8" in (p, get_precision(p).variant_of) for p in precisions):
         raise BadInputError(
             f"{', '.join(given)} appl{'ies' if len(given) == 1 else 'y'} to INT8 only; add int8 to --precision"

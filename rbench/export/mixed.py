@@ -77,7 +77,11 @@ def keep_fp32(reduced: onnx.ModelProto, fp32: onnx.ModelProto, kept: Iterable[La
     if not kept_nodes:
         return out
     f_nodes = {n.name: n for n in fp32.graph.node}
-    missing = kept_nodes - {n.name for n in out.graph.node}
+    present = {n.name for n in out.graph.node}
+    # ReLUs the quantizer absorbed into the uint8 QuantizeLinear after their compute node (zero-point 0 clips as
+    # ReLU does), by their FP32 output: a kept layer that reads or writes one gets the ReLU back, in FP32
+    absorbed = {n.output[0]: n for n in fp32.graph.node if n.op_type == "Relu" and n.name not in present}
+    missing = kept_nodes - present - {n.name for n in absorbed.values()}
     if missing:
         raise ValueError(f"the reduced graph has no node {sorted(missing)[0]!r}: not made from this FP32 graph")
     f_inits = {i.name: i for i in fp32.graph.initializer}
@@ -89,6 +93,17 @@ def keep_fp32(reduced: onnx.ModelProto, fp32: onnx.ModelProto, kept: Iterable[La
             renamed.update(zip(fn.output, r_nodes[fn.name].output, strict=False))
     producer = {o: n for n in out.graph.node for o in n.output}
     added: dict[str, onnx.TensorProto] = {}
+    relus: dict[str, onnx.NodeProto] = {}
+
+    def with_relu(name: str) -> str:
+        """The tensor of an absorbed ReLU's FP32 output ``name``: the ReLU put back on its compute node's output."""
+        if name not in relus:
+            relu = onnx.NodeProto()
+            relu.CopyFrom(absorbed[name])
+            relu.input[:] = [renamed.get(relu.input[0], relu.input[0])]
+            relu.output[:] = [_FP32 + name]  # the quantizer may have given ``name`` to the compute node's output
+            relus[name] = relu
+        return relus[name].output[0]
 
     def exact_inputs(name: str) -> list[str]:
         """The kept node's inputs as the FP32 graph has them: its initializers copied in FP32."""
@@ -101,22 +116,29 @@ def keep_fp32(reduced: onnx.ModelProto, fp32: onnx.ModelProto, kept: Iterable[La
                 added[copy.name] = copy
                 inputs.append(copy.name)
             else:
-                inputs.append(renamed.get(i, i))
+                inputs.append(with_relu(i) if i in absorbed else renamed.get(i, i))
         return inputs
 
     if kind_of(reduced) == "int8":
-        nodes = _keep_int8(out, kept_nodes, exact_inputs, producer)
+        outputs = {  # a kept layer's output as its consumers must read it
+            renamed.get(f_nodes[layer.name].output[0], ""): with_relu(layer.output)
+            for layer in kept
+            if layer.output in absorbed
+        }
+        nodes = _keep_int8(out, kept_nodes, exact_inputs, producer, outputs)
     else:
         nodes = _keep_fp16(out, kept_nodes, exact_inputs, producer)
     del out.graph.node[:]
-    out.graph.node.extend(nodes)
+    for node in nodes:
+        out.graph.node.append(node)
+        out.graph.node.extend(r for r in relus.values() if r.input[0] in node.output)
     out.graph.initializer.extend(added.values())
     del out.graph.value_info[:]  # types changed; ONNX Runtime and OpenVINO infer them again
     _prune(out)
     return out
 
 
-def _keep_int8(out: onnx.ModelProto, kept: set[str], exact_inputs, producer) -> list[onnx.NodeProto]:
+def _keep_int8(out: onnx.ModelProto, kept: set[str], exact_inputs, producer, outputs: dict[str, str]) -> list:
     nodes = list(out.graph.node)
     for node in nodes:
         if node.name in kept:
@@ -126,7 +148,7 @@ def _keep_int8(out: onnx.ModelProto, kept: set[str], exact_inputs, producer) -> 
     for q in (n for n in nodes if n.op_type == "QuantizeLinear"):
         source = producer.get(q.input[0])
         if source is not None and source.name in kept:
-            bypass[q.output[0]] = q.input[0]
+            bypass[q.output[0]] = outputs.get(q.input[0], q.input[0])
     bypass = {
         dq.output[0]: bypass[dq.input[0]] for dq in nodes if dq.op_type == "DequantizeLinear" and dq.input[0] in bypass
     }

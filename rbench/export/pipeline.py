@@ -60,6 +60,21 @@ class ParityOutcome(Protocol):
 ParityCheck = Callable[[Artifact, str], ParityOutcome]
 
 
+class Controlled(Protocol):
+    """What an accuracy control found for one reduced graph (``rbench.bench.debug.Controlled`` is one)."""
+
+    @property
+    def record(self) -> dict[str, Any]: ...  # kept in the precision's manifest entry as ``accuracy``
+
+    @property
+    def model(self) -> Any: ...  # the graph to ship instead (layers kept in FP32), or None
+
+
+#: Accuracy control handed to the exporter by a higher layer: ``(artifact, precision, progress) -> found``, None
+#: where it has nothing to say about that precision.
+AccuracyControl = Callable[[Artifact, str, Progress], "Controlled | None"]
+
+
 @dataclass
 class ExportResult:
     path: Path
@@ -81,10 +96,11 @@ def export_artifact(
     settings: Mapping[str, Any] | None = None,
     parity: ParityCheck | None = None,
     into: Path | None = None,
+    control: AccuracyControl | None = None,
 ) -> ExportResult:
     """Export one model into ``out/<model>-<digest>/`` (or ``into``, an artifact folder of this very model being
-    completed under the name its user gave it), check each precision with ``parity``; return where and how well.
-    Every setting is checked before any heavy work."""
+    completed under the name its user gave it), hold each reduced graph made to its bounds with ``control``, check
+    each precision with ``parity``; return where and how well. Every setting is checked before any heavy work."""
     for precision in precisions:
         if not get_precision(precision).exported:
             raise BadInputError(
@@ -116,7 +132,18 @@ def export_artifact(
     tmp = Path(tempfile.mkdtemp(prefix=temp_dir_prefix("tmp", spec.name), dir=out))
     try:
         final, artifact, reports = _write(
-            tmp, into or out, model, onnx_model, manifest, precisions, progress, notices, settings, parity, into
+            tmp,
+            into or out,
+            model,
+            onnx_model,
+            manifest,
+            precisions,
+            progress,
+            notices,
+            settings,
+            parity,
+            into,
+            control,
         )
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -140,6 +167,7 @@ def _write(
     chosen: Mapping[str, Any],
     parity: ParityCheck | None,
     into: Path | None = None,
+    control: AccuracyControl | None = None,
 ) -> tuple[Path, Artifact, dict[str, ParityOutcome]]:
     """Fill ``tmp`` with the artifact (keeping what an earlier export of the same model made) and move it into
     place as ``out/<model>-<digest>``, or as ``into``, which must hold this very FP32 model."""
@@ -165,11 +193,34 @@ def _write(
     manifest["precisions"] = {p: manifest["precisions"][p] for p in PRECISIONS if p in manifest["precisions"]}
     write_json_atomic(tmp / MANIFEST, manifest)
     artifact = Artifact.open(tmp)
+    if control is not None:
+        artifact = _control(artifact, precisions[1:], control, progress, modules)
     reports = _check(artifact, parity, progress)
     write_json_atomic(tmp / MANIFEST, artifact.manifest)
     make_dir_public(tmp)
     _replace_dir(tmp, final)
     return final, Artifact(final, artifact.manifest), reports
+
+
+def _control(
+    artifact: Artifact, made: Sequence[str], control: AccuracyControl, progress: Progress, modules: set[str]
+) -> Artifact:
+    """Each reduced graph of this export held to its bounds by ``control``: what it found goes into the manifest
+    entry (``accuracy``), and the graph it returns (layers kept in FP32) replaces the file, with the same settings,
+    so a later export with them reuses it."""
+    manifest = artifact.manifest
+    for precision in made:
+        found = control(artifact, precision, progress)
+        if found is None:
+            continue
+        entry = manifest["precisions"][precision]
+        if found.model is not None:
+            made_by, path = converter(precision), artifact.path / entry["file"]
+            made_by.save(found.model, path)
+            entry.update(made_by.entry(path, found.model, entry["settings"]), modules=file_modules(path, modules))
+        entry["accuracy"] = found.record
+    write_json_atomic(artifact.path / MANIFEST, manifest)
+    return Artifact.open(artifact.path)
 
 
 def _previous(final: Path, manifest: dict[str, Any], notices: list[str]) -> Artifact | None:

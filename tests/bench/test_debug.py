@@ -18,7 +18,7 @@ from rbench.precisions import get_precision
 BLOCKS = [f"layer{s}.{b}" for s in (1, 2, 3) for b in range(3)]
 
 
-def planted(tmp_path, seed: int, scale: float) -> tuple[Artifact, str]:
+def planted(tmp_path, seed: int, scale: float, export=export_artifact, **kwargs) -> tuple[Artifact, str]:
     """resnet20 whose block conv1 (chosen by the seed) outputs one channel ``scale`` times too large, which conv2
     ignores (zero weights), so FP32 is unchanged by the scale and only the reduced graph sees the outlier: one
     activation range stretched over every channel (INT8), or values FP16 cannot hold."""
@@ -32,9 +32,8 @@ def planted(tmp_path, seed: int, scale: float) -> tuple[Artifact, str]:
     state[f"{block}.conv2.weight"][:, channel] = 0
     weights = tmp_path / f"planted-{seed}.safetensors"
     save_file({k: v.contiguous() for k, v in state.items()}, str(weights))
-    result = export_artifact(
-        ModelConfig("resnet20", weights=str(weights)), out=tmp_path / "a", precisions=("fp32", "fp16", "int8")
-    )
+    precisions = kwargs.pop("precisions", ("fp32", "fp16", "int8"))
+    result = export(ModelConfig("resnet20", weights=str(weights)), out=tmp_path / "a", precisions=precisions, **kwargs)
     return Artifact.open(result.path), f"{block}.conv1"
 
 
@@ -101,11 +100,14 @@ def test_bound_parsing_and_ratio():
     assert np.isnan(layer_figures(ref, ref * np.inf)[0])
 
 
-def test_keep_fp32_on_every_layer_recovers_fp32(resnet20_all):
+@pytest.mark.parametrize("precision", ["int8", "int8-u8s8"])
+def test_keep_fp32_on_every_layer_recovers_fp32(resnet20_all, precision):
     from rbench.export.mixed import keep_fp32, layers
 
     fp32 = onnx.load(str(resnet20_all.path / "model.onnx"))
-    int8 = onnx.load(str(resnet20_all.path / "model.int8.onnx"))
+    int8 = onnx.load(str(resnet20_all.path / get_precision(precision).file))
+    if precision == "int8-u8s8":  # its quantizer absorbed ReLUs into uint8 QuantizeLinear: put back when kept
+        assert sum(n.op_type == "Relu" for n in int8.graph.node) < sum(n.op_type == "Relu" for n in fp32.graph.node)
     import onnxruntime as ort
 
     x = {"input": np.random.default_rng(0).normal(size=(2, 3, 32, 32)).astype(np.float32)}
@@ -118,3 +120,64 @@ def test_keep_fp32_on_every_layer_recovers_fp32(resnet20_all):
         quantized < sum(n.op_type == "QuantizeLinear" for n in int8.graph.node) / 4
     )  # what is left: the shortcut path
     assert layer_figures(ref, out)[1] > 40  # dB
+
+
+def test_export_accuracy_control_keeps_the_planted_layer_on_every_backend_and_runs_say_so(tmp_path):
+    """The export (as rbench export and rbench run make it) holds each INT8 graph to its family's bounds on every CPU
+    backend here: a planted outlier that breaks both is kept in FP32, alone, in the portable graph and in U8S8."""
+    from conftest import QUICK_RUN
+
+    from rbench.bench.debug import cpu_backends
+    from rbench.bench.exporting import export_artifact as controlled
+    from rbench.export.precision import check_qdq_symmetric
+
+    artifact, culprit = planted(tmp_path, 3, 1000.0, controlled, precisions=("fp32", "int8", "int8-u8s8"))
+    for precision in ("int8", "int8-u8s8"):
+        entry = artifact.manifest["precisions"][precision]
+        record = entry["accuracy"]
+        assert sorted(record["backends"]) == sorted(cpu_backends(precision)) and "ort" in record["backends"]
+        assert record["missed"] == list(record["backends"]) and record["kept"] == [culprit] and record["met"]
+        assert all(f["cosine"] < 0.5 for f in record["backends"].values())  # the graph as quantized
+        bound = get_precision(precision).bounds("cifar").min_cosine
+        assert all(f["cosine"] >= bound for f in record["after"].values())
+        assert entry["parity"]["passed"] and entry["settings"]["keep_first_conv"]
+    portable = onnx.load(str(artifact.path / "model.int8.onnx"))
+    check_qdq_symmetric(portable)  # still TensorRT's: zero-points 0
+    out = tmp_path / "results"
+    result = cli_run(
+        "run",
+        "--artifact",
+        artifact.path,
+        "--out",
+        out,
+        *QUICK_RUN,
+        "--no-peak",
+        "--backends",
+        "ort",
+        "--precision",
+        "int8",
+        "--batch-sizes",
+        "1",
+    )
+    assert result.exit_code == 0, result.output
+    rows = {r["label"]: r for r in json.loads((out / "results.json").read_text())["rows"]}
+    assert rows["ort cpu int8"]["executed"].endswith(f"; {culprit} fp32 (accuracy control at export)")
+    assert "accuracy control" not in rows["torch eager fp32"]["executed"]
+    again = planted(tmp_path, 3, 1000.0, controlled, precisions=("fp32", "int8"))[0]  # same settings: reused
+    assert again.manifest["precisions"]["int8"]["sha256"] == artifact.manifest["precisions"]["int8"]["sha256"]
+    assert again.manifest["precisions"]["int8"]["accuracy"] == artifact.manifest["precisions"]["int8"]["accuracy"]
+
+
+def test_export_without_accuracy_control_ships_the_graph_as_quantized(tmp_path):
+    weights_dir = tmp_path / "w"
+    weights_dir.mkdir()
+    planted(weights_dir, 3, 1000.0, precisions=("fp32",))
+    weights = next(weights_dir.glob("planted-*.safetensors"))
+    args = ("export", "--model", "resnet20", "--weights", weights, "--precision", "int8", "--out", tmp_path / "a")
+    result = cli_run(*args, "--no-accuracy-control")
+    assert result.exit_code == 1 and "parity FAILED: int8 photos/logits" in result.stderr
+    assert "int8 photos/logits: cosine -0.0" in result.stderr
+    entry = Artifact.open(result.stdout.strip().splitlines()[-1]).manifest["precisions"]["int8"]
+    assert "accuracy" not in entry and not entry["parity"]["passed"]
+    refused = cli_run("export", "--model", "resnet20", "--no-accuracy-control", "--out", tmp_path / "b")
+    assert refused.exit_code == 2 and "--accuracy-control applies to INT8 only" in refused.stderr
