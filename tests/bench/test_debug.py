@@ -181,3 +181,15 @@ def test_export_without_accuracy_control_ships_the_graph_as_quantized(tmp_path):
     assert "accuracy" not in entry and not entry["parity"]["passed"]
     refused = cli_run("export", "--model", "resnet20", "--no-accuracy-control", "--out", tmp_path / "b")
     assert refused.exit_code == 2 and "--accuracy-control applies to INT8 only" in refused.stderr
+
+
+def test_export_accuracy_control_that_cannot_meet_the_bounds_ships_the_graph_as_quantized(tmp_path, monkeypatch):
+    import rbench.bench.debug as debug
+    from rbench.bench.exporting import export_artifact as controlled
+
+    monkeypatch.setattr(debug, "CONTROL_MAX_KEPT", 0)  # no layer may be kept: the planted fault stays
+    artifact, _ = planted(tmp_path, 3, 1000.0, controlled, precisions=("fp32", "int8"))
+    entry = artifact.manifest["precisions"]["int8"]
+    assert entry["accuracy"]["met"] is False and entry["accuracy"]["kept"] == [] and not entry["parity"]["passed"]
+    model = onnx.load(str(artifact.path / entry["file"]))
+    assert not any(i.name.startswith("fp32/") for i in model.graph.initializer)  # as its quantizer made it
