@@ -139,6 +139,7 @@ def _summary(result: Any) -> dict[str, Any]:
             "file": entry["file"],
             "passed": entry.get("parity", {}).get("passed"),
             "verdicts": {k: v["verdict"] for k, v in entry.get("parity", {}).get("inputs", {}).items()},
+            "kept_fp32": (entry.get("accuracy") or {}).get("kept", []),  # by the export's accuracy control
         }
         for p, entry in result.manifest["precisions"].items()
     }

@@ -14,7 +14,7 @@ import platform
 import shutil
 import tempfile
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -36,6 +36,7 @@ from rbench.export.fold import fold_batchnorm
 from rbench.export.names import file_modules
 from rbench.export.onnx_export import ExportConfig, export_onnx, save_onnx, validate_export_config
 from rbench.export.precision import (
+    Int8Config,
     calibration_data,
     calibration_for,
 )
@@ -184,8 +185,10 @@ def _write(
             f"{into}: its weights no longer export to the FP32 model it records; it cannot be completed in place "
             f"(export it anew: rbench export --weights {into / WEIGHTS_FILE} --precision all)"
         )
-    for precision in precisions[1:]:
-        _add_precision(tmp, manifest, precision, previous, chosen[precision], progress, notices)
+    with tempfile.TemporaryDirectory(prefix="rbench-ranges-") as ranges:
+        for precision in precisions[1:]:
+            settings = _shared_ranges(chosen[precision], Path(ranges))
+            _add_precision(tmp, manifest, precision, previous, settings, progress, notices)
     _carry_over(previous, tmp, manifest, set(precisions))
     modules = {name for name, _ in model.named_modules()}
     for entry in manifest["precisions"].values():
@@ -221,6 +224,14 @@ def _control(
         entry["accuracy"] = found.record
     write_json_atomic(artifact.path / MANIFEST, manifest)
     return Artifact.open(artifact.path)
+
+
+def _shared_ranges(settings: Any, cache: Path) -> Any:
+    """INT8 settings without a calibration cache get this export's own, so that the portable graph and U8S8
+    calibrate once between them (``rbench.export.precision.calibration_key``)."""
+    if isinstance(settings, Int8Config) and settings.cache_dir is None:
+        return replace(settings, cache_dir=cache)
+    return settings
 
 
 def _previous(final: Path, manifest: dict[str, Any], notices: list[str]) -> Artifact | None:

@@ -168,13 +168,16 @@ def test_export_accuracy_control_keeps_the_planted_layer_on_every_backend_and_ru
     assert again.manifest["precisions"]["int8"]["accuracy"] == artifact.manifest["precisions"]["int8"]["accuracy"]
 
 
-def test_export_without_accuracy_control_ships_the_graph_as_quantized(tmp_path):
+def test_export_cli_names_kept_layers_and_without_accuracy_control_ships_the_graph_as_quantized(tmp_path):
     weights_dir = tmp_path / "w"
     weights_dir.mkdir()
-    planted(weights_dir, 3, 1000.0, precisions=("fp32",))
+    _, culprit = planted(weights_dir, 3, 1000.0, precisions=("fp32",))
     weights = next(weights_dir.glob("planted-*.safetensors"))
     args = ("export", "--model", "resnet20", "--weights", weights, "--precision", "int8", "--out", tmp_path / "a")
-    result = cli_run(*args, "--no-accuracy-control")
+    controlled = cli_run(*args, "--json")
+    assert controlled.exit_code == 0, controlled.output
+    assert json.loads(controlled.stdout)["precisions"]["int8"]["kept_fp32"] == [culprit]
+    result = cli_run(*args[:-2], "--out", tmp_path / "raw", "--no-accuracy-control")
     assert result.exit_code == 1 and "parity FAILED: int8 photos/logits" in result.stderr
     assert "int8 photos/logits: cosine -0.0" in result.stderr
     entry = Artifact.open(result.stdout.strip().splitlines()[-1]).manifest["precisions"]["int8"]

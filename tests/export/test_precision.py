@@ -135,6 +135,12 @@ def test_calibration_cache_is_keyed_by_model_and_data(resnet20_artifact, tmp_pat
         calibration_key(model_path, data, Int8Config(method="percentile")),
     }
     assert len(keys) == 4
+    u8s8 = Int8Config(method="minmax", samples=4, cache_dir=tmp_path / "cache", activations="uint8")
+    shared = to_int8(model_path, data, u8s8)  # the same ranges (a hit), made asymmetric uint8 by the quantizer
+    assert len(list((tmp_path / "cache").iterdir())) == 3
+    inits = {i.name: i for i in shared.graph.initializer}
+    zero_points = [inits[n.input[2]] for n in shared.graph.node if n.op_type == "QuantizeLinear"]
+    assert zero_points and all(z.data_type == onnx.TensorProto.UINT8 for z in zero_points)
 
 
 def _perturbed(model: onnx.ModelProto) -> onnx.ModelProto:
