@@ -35,7 +35,7 @@ def __getattr__(name: str):
         from rbench.models import ModelConfig
 
         return ModelConfig
-    if name == "export_artifact":  # the exporter with every precision's parity checked
+    if name == "export_artifact":  # the exporter with every precision's parity checked and INT8 accuracy control
         from rbench.bench.exporting import export_artifact
 
         return export_artifact

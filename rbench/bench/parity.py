@@ -289,7 +289,8 @@ def check_backend(precision: str) -> str:
 
 def export_artifact(*args: Any, **kwargs: Any) -> Any:
     """``rbench.export.pipeline.export_artifact`` with every precision checked on ONNX Runtime against PyTorch
-    (the exporter is handed this layer's parity check; it does not import it)."""
+    (the exporter is handed this layer's parity check; it does not import it). Each graph ships as its quantizer
+    made it: ``rbench.bench.exporting.export_artifact`` adds the accuracy control users get."""
     from rbench.export.pipeline import export_artifact as export
 
     kwargs.setdefault(
