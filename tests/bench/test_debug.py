@@ -18,10 +18,11 @@ from rbench.precisions import get_precision
 BLOCKS = [f"layer{s}.{b}" for s in (1, 2, 3) for b in range(3)]
 
 
-def planted(tmp_path, seed: int, scale: float, export=export_artifact, **kwargs) -> tuple[Artifact, str]:
+def planted_weights(tmp_path, seed: int, scale: float) -> tuple[str, str]:
     """resnet20 whose block conv1 (chosen by the seed) outputs one channel ``scale`` times too large, which conv2
     ignores (zero weights), so FP32 is unchanged by the scale and only the reduced graph sees the outlier: one
-    activation range stretched over every channel (INT8), or values FP16 cannot hold."""
+    activation range stretched over every channel (INT8), or values FP16 cannot hold. Returns the weights file and
+    the culprit module."""
     rng = np.random.default_rng(seed)
     block = BLOCKS[rng.integers(len(BLOCKS))]
     model = create_model("resnet20", weights="random", seed=seed).eval()
@@ -32,9 +33,15 @@ def planted(tmp_path, seed: int, scale: float, export=export_artifact, **kwargs)
     state[f"{block}.conv2.weight"][:, channel] = 0
     weights = tmp_path / f"planted-{seed}.safetensors"
     save_file({k: v.contiguous() for k, v in state.items()}, str(weights))
+    return str(weights), f"{block}.conv1"
+
+
+def planted(tmp_path, seed: int, scale: float, export=export_artifact, **kwargs) -> tuple[Artifact, str]:
+    """The planted resnet20 (``planted_weights``) exported, by default as quantized (no accuracy control)."""
+    weights, culprit = planted_weights(tmp_path, seed, scale)
     precisions = kwargs.pop("precisions", ("fp32", "fp16", "int8"))
-    result = export(ModelConfig("resnet20", weights=str(weights)), out=tmp_path / "a", precisions=precisions, **kwargs)
-    return Artifact.open(result.path), f"{block}.conv1"
+    result = export(ModelConfig("resnet20", weights=weights), out=tmp_path / "a", precisions=precisions, **kwargs)
+    return Artifact.open(result.path), culprit
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
@@ -123,16 +130,22 @@ def test_keep_fp32_on_every_layer_recovers_fp32(resnet20_all, precision):
 
 
 def test_export_accuracy_control_keeps_the_planted_layer_on_every_backend_and_runs_say_so(tmp_path):
-    """The export (as rbench export and rbench run make it) holds each INT8 graph to its family's bounds on every CPU
-    backend here: a planted outlier that breaks both is kept in FP32, alone, in the portable graph and in U8S8."""
+    """rbench export (as rbench run and rbench.export_artifact too) holds each INT8 graph to its family's bounds on
+    every CPU backend here: a planted outlier that breaks both is kept in FP32, alone, in the portable graph and in
+    U8S8; the JSON summary, the manifest and a run's rows say so."""
     from conftest import QUICK_RUN
 
-    from rbench.bench.debug import cpu_backends
-    from rbench.bench.exporting import export_artifact as controlled
+    from rbench.bench.debug import accuracy_control, cpu_backends
     from rbench.export.precision import check_qdq_symmetric
 
-    artifact, culprit = planted(tmp_path, 3, 1000.0, controlled, precisions=("fp32", "int8", "int8-u8s8"))
+    weights, culprit = planted_weights(tmp_path, 3, 1000.0)
+    args = ("export", "--model", "resnet20", "--weights", weights, "--precision", "int8,int8-u8s8", "--json")
+    result = cli_run(*args, "--out", tmp_path / "a")
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout)
+    artifact = Artifact.open(summary["artifact"])
     for precision in ("int8", "int8-u8s8"):
+        assert summary["precisions"][precision]["kept_fp32"] == [culprit]
         entry = artifact.manifest["precisions"][precision]
         record = entry["accuracy"]
         assert sorted(record["backends"]) == sorted(cpu_backends(precision)) and "ort" in record["backends"]
@@ -141,43 +154,21 @@ def test_export_accuracy_control_keeps_the_planted_layer_on_every_backend_and_ru
         bound = get_precision(precision).bounds("cifar").min_cosine
         assert all(f["cosine"] >= bound for f in record["after"].values())
         assert entry["parity"]["passed"] and entry["settings"]["keep_first_conv"]
-    portable = onnx.load(str(artifact.path / "model.int8.onnx"))
-    check_qdq_symmetric(portable)  # still TensorRT's: zero-points 0
+    check_qdq_symmetric(onnx.load(str(artifact.path / "model.int8.onnx")))  # still TensorRT's: zero-points 0
+    assert accuracy_control(artifact, "int8") is None  # checked on this kind of CPU already: not again
     out = tmp_path / "results"
-    result = cli_run(
-        "run",
-        "--artifact",
-        artifact.path,
-        "--out",
-        out,
-        *QUICK_RUN,
-        "--no-peak",
-        "--backends",
-        "ort",
-        "--precision",
-        "int8",
-        "--batch-sizes",
-        "1",
-    )
+    run = ("run", "--artifact", artifact.path, "--out", out, *QUICK_RUN, "--no-peak", "--backends", "ort")
+    result = cli_run(*run, "--precision", "int8", "--batch-sizes", "1")
     assert result.exit_code == 0, result.output
     rows = {r["label"]: r for r in json.loads((out / "results.json").read_text())["rows"]}
     assert rows["ort cpu int8"]["executed"].endswith(f"; {culprit} fp32 (accuracy control at export)")
     assert "accuracy control" not in rows["torch eager fp32"]["executed"]
-    again = planted(tmp_path, 3, 1000.0, controlled, precisions=("fp32", "int8"))[0]  # same settings: reused
-    assert again.manifest["precisions"]["int8"]["sha256"] == artifact.manifest["precisions"]["int8"]["sha256"]
-    assert again.manifest["precisions"]["int8"]["accuracy"] == artifact.manifest["precisions"]["int8"]["accuracy"]
 
 
-def test_export_cli_names_kept_layers_and_without_accuracy_control_ships_the_graph_as_quantized(tmp_path):
-    weights_dir = tmp_path / "w"
-    weights_dir.mkdir()
-    _, culprit = planted(weights_dir, 3, 1000.0, precisions=("fp32",))
-    weights = next(weights_dir.glob("planted-*.safetensors"))
+def test_export_without_accuracy_control_ships_the_graph_as_quantized(tmp_path):
+    weights, _ = planted_weights(tmp_path, 3, 1000.0)
     args = ("export", "--model", "resnet20", "--weights", weights, "--precision", "int8", "--out", tmp_path / "a")
-    controlled = cli_run(*args, "--json")
-    assert controlled.exit_code == 0, controlled.output
-    assert json.loads(controlled.stdout)["precisions"]["int8"]["kept_fp32"] == [culprit]
-    result = cli_run(*args[:-2], "--out", tmp_path / "raw", "--no-accuracy-control")
+    result = cli_run(*args, "--no-accuracy-control")
     assert result.exit_code == 1 and "parity FAILED: int8 photos/logits" in result.stderr
     assert "int8 photos/logits: cosine -0.0" in result.stderr
     entry = Artifact.open(result.stdout.strip().splitlines()[-1]).manifest["precisions"]["int8"]

@@ -46,6 +46,7 @@ def test_export_and_parity_json(resnet20_artifact, tmp_path):
         "file": "model.onnx",
         "passed": True,
         "verdicts": {"random": "pass", "photos": "pass"},
+        "kept_fp32": [],
     }
     report = json.loads(run("parity", resnet20_artifact.path, "--json").stdout)
     assert report["passed"] is True and report["inputs"]["photos"]["outputs"]["logits"]["top1"] == 1.0
