@@ -534,12 +534,14 @@ def cpu_backends(precision: str) -> list[str]:
     ]
 
 
-def accuracy_control(artifact: Artifact, precision: str, progress: Any = None) -> Controlled | None:
+def accuracy_control(
+    artifact: Artifact, precision: str, progress: Any = None, parity: Callable[..., Any] | None = None
+) -> Controlled | None:
     """The export's accuracy control of an INT8 graph (``CONTROLLED``): its parity against PyTorch on every CPU
     backend here that runs it, and where one misses the bounds of the model's family, the fewest layers kept in FP32
     (the ``--fix`` search, ranked by own error on the first backend that missed, scored on every backend) so that
     each meets them. None for another precision, or a graph already checked on this kind of CPU with these
-    backends.
+    backends. ``parity(artifact, backend, precision)``: the check to use (default ``artifact_parity``).
 
     Why: one graph can pass on one backend and fail on another on the same CPU. On a CPU without VNNI (AMD Zen 3)
     OpenVINO runs the portable ResNet-50 graph at worst cosine 0.969, ONNX Runtime the same file at 0.992; keeping
@@ -548,6 +550,7 @@ def accuracy_control(artifact: Artifact, precision: str, progress: Any = None) -
     from rbench.env import VNNI_FLAGS, cpu_flags, cpu_model
     from rbench.export.mixed import keep_fp32
 
+    parity = parity or artifact_parity
     if precision not in CONTROLLED:
         return None
     step = progress.step if progress is not None else (lambda _msg: None)
@@ -559,7 +562,7 @@ def accuracy_control(artifact: Artifact, precision: str, progress: Any = None) -
     checked = {}
     for backend in backends:
         step(f"checking {precision} on {backend} against PyTorch (accuracy control)")
-        checked[backend] = artifact_parity(artifact, backend, precision)
+        checked[backend] = parity(artifact, backend, precision)
     record: dict[str, Any] = {
         "machine": machine,
         "backends": {name: _photo_figures(report) for name, report in checked.items()},

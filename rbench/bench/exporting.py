@@ -11,7 +11,21 @@ def export_artifact(*args: Any, **kwargs: Any) -> Any:
     """``rbench.export.pipeline.export_artifact`` with this layer's parity check and accuracy control (``control=None``:
     each graph shipped as its quantizer made it)."""
     from rbench.bench.debug import accuracy_control
+    from rbench.bench.parity import artifact_parity, check_backend
     from rbench.bench.parity import export_artifact as checked
 
-    kwargs.setdefault("control", accuracy_control)
+    reports: dict[tuple[str, str, str], Any] = {}
+
+    def parity(artifact: Any, backend: str, precision: str) -> Any:
+        """One check per backend and file: the control's ONNX Runtime check of an INT8 graph it keeps as made is
+        the export's own parity check of it."""
+        key = (backend, precision, artifact.manifest["precisions"][precision]["sha256"])
+        if key not in reports:
+            reports[key] = artifact_parity(artifact, backend, precision)
+        return reports[key]
+
+    kwargs.setdefault(
+        "control", lambda artifact, precision, progress: accuracy_control(artifact, precision, progress, parity)
+    )
+    kwargs.setdefault("parity", lambda artifact, precision: parity(artifact, check_backend(precision), precision))
     return checked(*args, **kwargs)
