@@ -59,6 +59,11 @@ def cpu_flags() -> set[str]:
     return set()
 
 
+def has_vnni(flags: set[str] | None = None) -> bool:
+    """Whether the CPU (or these ``flags``) has int8 dot-product instructions (``VNNI_FLAGS``)."""
+    return bool(set(VNNI_FLAGS) & (cpu_flags() if flags is None else flags))
+
+
 def logical_cores() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 

@@ -547,7 +547,7 @@ def accuracy_control(
     OpenVINO runs the portable ResNet-50 graph at worst cosine 0.969, ONNX Runtime the same file at 0.992; keeping
     ``layer1.0.downsample.0`` in FP32 takes OpenVINO to 0.990 at no measured cost in speed (README)."""
     from rbench.bench.parity import artifact_parity
-    from rbench.env import VNNI_FLAGS, cpu_flags, cpu_model
+    from rbench.env import cpu_model, has_vnni
     from rbench.export.mixed import keep_fp32
 
     parity = parity or artifact_parity
@@ -555,7 +555,7 @@ def accuracy_control(
         return None
     step = progress.step if progress is not None else (lambda _msg: None)
     backends = cpu_backends(precision)
-    machine = {"cpu": cpu_model(), "vnni": bool(set(VNNI_FLAGS) & cpu_flags())}
+    machine = {"cpu": cpu_model(), "vnni": has_vnni()}
     earlier = artifact.manifest["precisions"][precision].get("accuracy") or {}
     if earlier.get("machine") == machine and sorted(earlier.get("backends", {})) == sorted(backends):
         return None

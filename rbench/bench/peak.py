@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from rbench.env import VNNI_FLAGS
+from rbench.env import has_vnni
 from rbench.errors import first_line
 
 SIZE = 2048
@@ -181,7 +181,7 @@ def theoretical_peaks(cpu: dict) -> dict[str, Theoretical]:
     per_cycle = {"fp32": (fp32, base)}
     if "avx512_bf16" in flags:
         per_cycle["bf16"] = (2 * fp32, base + ", bf16 dot products 2x FP32")
-    if set(VNNI_FLAGS) & flags:
+    if has_vnni(flags):
         per_cycle["int8"] = (4 * fp32, base + ", VNNI int8 dot products 4x FP32")
     return {
         p: Theoretical(p, cores * n * clock / 1e3, n, why + "; AMX not modelled") for p, (n, why) in per_cycle.items()

@@ -197,7 +197,7 @@ def _write(
     write_json_atomic(tmp / MANIFEST, manifest)
     artifact = Artifact.open(tmp)
     if control is not None:
-        artifact = _control(artifact, precisions[1:], control, progress, modules)
+        _control(artifact, precisions[1:], control, progress, modules)
     reports = _check(artifact, parity, progress)
     write_json_atomic(tmp / MANIFEST, artifact.manifest)
     make_dir_public(tmp)
@@ -207,10 +207,11 @@ def _write(
 
 def _control(
     artifact: Artifact, made: Sequence[str], control: AccuracyControl, progress: Progress, modules: set[str]
-) -> Artifact:
+) -> None:
     """Each reduced graph of this export held to its bounds by ``control``: what it found goes into the manifest
-    entry (``accuracy``), and the graph it returns (layers kept in FP32) replaces the file, with the same settings,
-    so a later export with them reuses it."""
+    entry (``accuracy``, in the artifact's manifest, written with the parity that follows), and the graph it
+    returns (layers kept in FP32) replaces the file, with the same settings, so a later export with them reuses
+    it."""
     manifest = artifact.manifest
     for precision in made:
         found = control(artifact, precision, progress)
@@ -222,8 +223,6 @@ def _control(
             made_by.save(found.model, path)
             entry.update(made_by.entry(path, found.model, entry["settings"]), modules=file_modules(path, modules))
         entry["accuracy"] = found.record
-    write_json_atomic(artifact.path / MANIFEST, manifest)
-    return Artifact.open(artifact.path)
 
 
 def _shared_ranges(settings: Any, cache: Path) -> Any:

@@ -202,9 +202,9 @@ def saturation_note() -> str:
     """What an int8 row on this CPU must say: without VNNI, OpenVINO documents that the 8-bit dot products "admit
     so-called saturation (overflow) of the intermediate buffer" (its saturation-issue page; measured here: the
     portable ResNet-50 graph at worst cosine 0.969 on AMD Zen 3, 0.992 on Zen 4 with VNNI)."""
-    from rbench.env import VNNI_FLAGS, cpu_flags
+    from rbench.env import has_vnni
 
-    return "" if set(VNNI_FLAGS) & cpu_flags() else " (CPU without VNNI: 8-bit dot products can saturate)"
+    return "" if has_vnni() else " (CPU without VNNI: 8-bit dot products can saturate)"
 
 
 def executed_precisions(compiled: Any) -> dict[str, int]:
