@@ -64,6 +64,11 @@ def has_vnni(flags: set[str] | None = None) -> bool:
     return bool(set(VNNI_FLAGS) & (cpu_flags() if flags is None else flags))
 
 
+def has_native_bf16(flags: set[str] | None = None) -> bool:
+    """Whether the CPU (or these ``flags``) does bf16 arithmetic natively (``NATIVE_BF16_FLAGS``)."""
+    return bool(set(NATIVE_BF16_FLAGS) & (cpu_flags() if flags is None else flags))
+
+
 def logical_cores() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from rbench.env import has_vnni
+from rbench.env import has_native_bf16, has_vnni
 from rbench.errors import first_line
 
 SIZE = 2048
@@ -127,6 +127,8 @@ def measure_peaks(threads: int = 0, sizes: tuple[int, ...] = SIZES, round: str =
     fatal. ``rbench run`` measures a round before its rows and one after, and holds each row to the best of both."""
     results: list[Probe] = []
     slow: dict[tuple[str, str], str] = {}
+    if not has_native_bf16():  # emulated at about 1 GFLOP/s: seconds per product for a figure no row is held to
+        slow[("torch", "bf16")] = "not probed: no native bf16 on this CPU (torch would emulate it)"
     for n in sorted(sizes):
         for library, precision, make in probes(threads, n):
             if (library, precision) in slow:  # emulated (torch bf16 without native bf16): one size says enough
@@ -167,7 +169,9 @@ def theoretical_peaks(cpu: dict) -> dict[str, Theoretical]:
     """FP32, bf16 and int8 peaks on paper for the CPU record of ``rbench.bench.machine``, or ``{}`` without a
     clock. Assumed: two FMA pipes per core; 512-bit vectors where AVX-512 runs at full width, 256-bit where it is
     split in halves (AMD family 25, Zen 4) or absent (AVX2); bf16 dot products (``avx512_bf16``) do 2x FP32's
-    work per lane and cycle, VNNI's int8 dot products (``avx512_vnni``/``avx_vnni``) 4x; AMX is not modelled."""
+    work per lane and cycle, VNNI's int8 dot products (``avx512_vnni``/``avx_vnni``) 4x; without VNNI, AVX2's
+    int8 path (``VPMADDUBSW`` u8 x s8 pairs to s16, then ``VPMADDWD`` to s32: two multiplies on the FMA pipes for
+    each 4-byte dot product) 2x; AMX is not modelled."""
     clock = cpu.get("measured_clock_mhz") or cpu.get("clock_mhz")
     source = "measured under load" if cpu.get("measured_clock_mhz") else "the kernel's clock, not measured"
     cores, flags = cpu.get("logical_cores") or 1, set(cpu.get("flags") or ())
@@ -183,6 +187,8 @@ def theoretical_peaks(cpu: dict) -> dict[str, Theoretical]:
         per_cycle["bf16"] = (2 * fp32, base + ", bf16 dot products 2x FP32")
     if has_vnni(flags):
         per_cycle["int8"] = (4 * fp32, base + ", VNNI int8 dot products 4x FP32")
+    elif "avx2" in flags:
+        per_cycle["int8"] = (2 * fp32, base + ", no VNNI: int8 as VPMADDUBSW + VPMADDWD, 2x FP32")
     return {
         p: Theoretical(p, cores * n * clock / 1e3, n, why + "; AMX not modelled") for p, (n, why) in per_cycle.items()
     }

@@ -20,7 +20,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from rbench.env import NATIVE_BF16_FLAGS, cpu_flags
+from rbench.env import cpu_flags, has_native_bf16
 from rbench.errors import EnvironmentProblem, unknown_choice
 from rbench.runtime.base import LayerEvent, Profile, Runner, TensorSpec
 from rbench.runtime.spec import BackendSpec, Consumes, Executed, ModelSource, RunContext
@@ -40,7 +40,7 @@ def bf16_unsupported(device: str) -> str | None:
     """Why torch bf16 does not run here, or ``None``: without native bf16 oneDNN emulates it in FP32 with a
     conversion per element. Measured on the default ResNet-50 (AMD Zen 3, AVX2): eager autocast 0.20x eager FP32 at
     batch 1 and 0.14x at batch 8, torch.compile 0.10x and 0.13x, the two rows 4.7 minutes of ``make bench``."""
-    if device.startswith("cuda") or set(NATIVE_BF16_FLAGS) & cpu_flags():
+    if device.startswith("cuda") or has_native_bf16():
         return None
     return "no native bf16 on this CPU (torch would emulate it, 5-10x slower than FP32)"
 

@@ -95,6 +95,11 @@ def test_results_json_round_trips_and_refuses_another_schema(run_dir, tmp_path):
     assert env["cpu"]["logical_cores"] >= 1 and env["libraries"]["onnxruntime"] and "gpu" in env
     assert data["command"][:2] == ["rbench", "run"] and data["config"]["batch_sizes"] == [1, 2]
     assert {p["precision"] for p in data["peaks"]["probes"]} >= {"fp32", "bf16", "int8"}
+    from rbench.env import has_native_bf16
+
+    torch_bf16 = [p for p in data["peaks"]["probes"] if (p["library"], p["precision"]) == ("torch", "bf16")]
+    # torch's bf16 GEMM is timed only where the CPU has bf16 natively (emulated, it takes seconds a product)
+    assert len(torch_bf16) == 4 and all((p["gflops"] is not None) is has_native_bf16() for p in torch_bf16)
     from rbench.export.artifact import Artifact
 
     assert Artifact.open(data["artifact"]).precisions == [
