@@ -10,7 +10,7 @@ ARTIFACTS ?= artifacts
 
 BENCH_ARGS ?=
 
-.PHONY: install bench export engine test lint clean
+.PHONY: install bench export engine test test-all lint clean
 
 install: $(STAMP)
 
@@ -41,6 +41,10 @@ engine: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/pytest -q
+
+# Everything, the tests marked slow included (the ResNet-50 export's own tests: about a minute more).
+test-all: $(STAMP)
+	$(BIN)/pytest -q -m 'slow or not slow'
 
 lint: $(STAMP)
 	$(BIN)/lint-imports

@@ -48,18 +48,25 @@ RUN_LABELS = {  # the same rows' labels in a rbench run
 THREADS, ROUNDS, CALLS = 2, 4, 12
 
 
-def runners(artifact):
-    from rbench.bench.plan import runner_for
-    from rbench.runtime import TorchRunner
+def runners(artifact) -> tuple[dict, dict[str, str]]:
+    """The rows this machine runs, activated, and ``label -> why`` for the ones it refuses (rbench's own reason:
+    torch bf16 on a CPU without native bf16, say), which get no figure."""
+    from rbench.bench.plan import runner_for, why_not
+    from rbench.runtime import TorchRunner, get_backend
 
-    made = {}
+    made, skipped = {}, {}
     for label, backend, precision in ROWS:
         if backend is None:
             made[label] = TorchRunner(artifact.reference_model, artifact.input_shape, threads=THREADS)
         else:
+            spec = get_backend(backend)
+            refused = why_not(spec, precision, spec.device)
+            if refused is not None:
+                skipped[label] = refused[1]
+                continue
             made[label] = runner_for(artifact, backend, precision, threads=THREADS)
         made[label].activate()
-    return made
+    return made, skipped
 
 
 def cosine(artifact, runner) -> float:
@@ -92,7 +99,7 @@ def main() -> None:
     folder = Path(sys.argv[1]) if len(sys.argv) > 1 else sorted((ROOT / "artifacts").glob("resnet50-*"))[-1]
     artifact = Artifact.open(folder)
     pool = image_pool(artifact.preprocess, 32, 0)
-    made = runners(artifact)
+    made, skipped = runners(artifact)
     found = {label: {"cosine": cosine(artifact, runner)} for label, runner in made.items()}
     for batch in (1, 8):
         feed = {artifact.input_name: np.ascontiguousarray(pool[:batch])}
@@ -104,10 +111,10 @@ def main() -> None:
             found[label][f"p50_ms_b{batch}"] = float(np.median(rounds[label])) * 1e3
     for runner in made.values():
         runner.deactivate()
-    report(found, artifact, Path(sys.argv[2]) if len(sys.argv) > 2 else None)
+    report(found, skipped, artifact, Path(sys.argv[2]) if len(sys.argv) > 2 else None)
 
 
-def report(found: dict, artifact, run_file: Path | None) -> None:
+def report(found: dict, skipped: dict[str, str], artifact, run_file: Path | None) -> None:
     base = found["eager PyTorch FP32"]["p50_ms_b1"]
     fp32 = {"ONNX Runtime": found["ONNX Runtime FP32"]["p50_ms_b1"], "OpenVINO": found["OpenVINO FP32"]["p50_ms_b1"]}
     run = _run_figures(run_file)
@@ -123,12 +130,27 @@ def report(found: dict, artifact, run_file: Path | None) -> None:
             f"| {label} | {p50:.1f} | {base / p50:.2f}x | {vs_own} | {f['p50_ms_b8']:.1f} | {f['cosine']:.5f} | "
             f"{theirs} |"
         )
+    lines += [f"| {label} | skipped: {why} |  |  |  |  |  |" for label, why in skipped.items()]
+    agree = {
+        label: run[RUN_LABELS[label]] / f["p50_ms_b1"] for label, f in found.items() if run.get(RUN_LABELS[label])
+    }
+    within = [label for label, ratio in agree.items() if abs(ratio - 1) <= 0.15]
+    if agree:
+        lines.append(f"\n{len(within)} of {len(agree)} rows agree with the rbench run within 15% at batch 1.")
     print("\n".join(lines))
     from rbench.bench.machine import environment
 
     out = ROOT / "benchmarks" / "results" / "int8.json"
     out.parent.mkdir(parents=True, exist_ok=True)
-    record = {"artifact": artifact.path.name, "threads": THREADS, "rounds": ROUNDS, "rows": found, "rbench_run": run}
+    record = {
+        "artifact": artifact.path.name,
+        "threads": THREADS,
+        "rounds": ROUNDS,
+        "rows": found,
+        "skipped": skipped,
+        "rbench_run": run,
+        "run_over_bare_b1": agree,
+    }
     out.write_text(json.dumps({**record, "environment": environment(), "table": lines}, indent=2) + "\n")
 
 

@@ -26,7 +26,8 @@ def test_skip_reasons(resnet20_all, monkeypatch):
 
     real = importlib.util.find_spec
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "openvino" else real(name, *a))
-    monkeypatch.setattr("rbench.runtime.torch_runner.cpu_flags", lambda: {"avx2", "avx512f"})  # no native FP16
+    for where in ("rbench.runtime.torch_runner.cpu_flags", "rbench.env.cpu_flags"):
+        monkeypatch.setattr(where, lambda: {"avx2", "avx512f"})  # no native FP16 or bf16
     plans = _plans(resnet20_all, ["torch", "ort", "openvino", "trt"], ["fp16", "bf16", "int8"])
     assert plans["openvino cpu bf16"].skip == "openvino is not installed: pip install 'rbench[openvino]'"
     assert plans["ort cpu bf16"].skip == (
@@ -42,7 +43,8 @@ def test_skip_reasons(resnet20_all, monkeypatch):
         "no native bf16 on this CPU (torch would emulate it, 5-10x slower than FP32)"
     )
     assert plans["ort cpu fp16"].file == "model.fp16.onnx"
-    monkeypatch.setattr("rbench.runtime.torch_runner.cpu_flags", lambda: {"avx512f", "avx512_fp16", "avx512_bf16"})
+    for where in ("rbench.runtime.torch_runner.cpu_flags", "rbench.env.cpu_flags"):
+        monkeypatch.setattr(where, lambda: {"avx512f", "avx512_fp16", "avx512_bf16"})
     native = _plans(resnet20_all, ["torch"], ["fp16", "bf16"])
     assert [native[f"torch folded channels_last {p}"].skip for p in ("fp16", "bf16")] == [None, None]
 

@@ -13,6 +13,7 @@ from rbench.export.onnx_export import load_onnx, op_histogram
 from rbench.export.pipeline import ModelConfig
 
 
+@pytest.mark.slow  # the ResNet-50 export: a minute of the suite; `make test-all` runs it
 def test_resnet50_artifact_meets_the_parity_bound_on_photos(resnet50_artifact):
     """ONNX Runtime vs unfolded eager PyTorch: max error <= 1e-4 x max|logit| and 100% top-1 on real photos."""
     photos = resnet50_artifact.parity["fp32"].stats["photos"]["logits"]
@@ -21,6 +22,7 @@ def test_resnet50_artifact_meets_the_parity_bound_on_photos(resnet50_artifact):
     assert resnet50_artifact.passed
 
 
+@pytest.mark.slow  # the ResNet-50 export: a minute of the suite; `make test-all` runs it
 def test_resnet50_manifest_is_complete(resnet50_artifact):
     path, manifest = resnet50_artifact.path, resnet50_artifact.manifest
     assert path.name.startswith("resnet50-") and len(path.name) == len("resnet50-") + 12

@@ -21,6 +21,7 @@ def _io_types(model: onnx.ModelProto) -> list[int]:
     return [v.type.tensor_type.elem_type for v in (*model.graph.input, *model.graph.output)]
 
 
+@pytest.mark.slow  # the ResNet-50 export: a minute of the suite; `make test-all` runs it
 def test_resnet50_fp16_meets_its_bounds_on_photos(resnet50_artifact):
     photos = resnet50_artifact.parity["fp16"].stats["photos"]["logits"]
     assert photos.min_cosine >= 0.9999
@@ -29,6 +30,7 @@ def test_resnet50_fp16_meets_its_bounds_on_photos(resnet50_artifact):
     assert resnet50_artifact.parity["fp16"].passed
 
 
+@pytest.mark.slow  # the ResNet-50 export: a minute of the suite; `make test-all` runs it
 def test_resnet50_int8_meets_its_bounds_on_photos(resnet50_artifact):
     photos = resnet50_artifact.parity["int8"].stats["photos"]["logits"]
     assert photos.min_cosine >= 0.99
@@ -36,6 +38,7 @@ def test_resnet50_int8_meets_its_bounds_on_photos(resnet50_artifact):
     assert resnet50_artifact.parity["int8"].passed
 
 
+@pytest.mark.slow  # the ResNet-50 export: a minute of the suite; `make test-all` runs it
 def test_fp16_graph_is_half_inside_and_fp32_at_its_edges(resnet50_artifact):
     model = load_onnx(resnet50_artifact.path / "model.fp16.onnx")
     assert _io_types(model) == [FLOAT, FLOAT]
@@ -45,6 +48,7 @@ def test_fp16_graph_is_half_inside_and_fp32_at_its_edges(resnet50_artifact):
     assert [n.op_type for n in model.graph.node].count("Cast") == 2  # input and output only: no FP32 islands
 
 
+@pytest.mark.slow  # the ResNet-50 export: a minute of the suite; `make test-all` runs it
 def test_int8_has_symmetric_qdq_around_every_convolution(resnet50_artifact):
     model = load_onnx(resnet50_artifact.path / "model.int8.onnx")
     producers = {out: node for node in model.graph.node for out in node.output}
@@ -70,6 +74,7 @@ def test_int8_has_symmetric_qdq_around_every_convolution(resnet50_artifact):
     assert (flatten.op_type, pool.op_type) == ("Flatten", "GlobalAveragePool")  # pooled features never quantized
 
 
+@pytest.mark.slow  # the ResNet-50 export: a minute of the suite; `make test-all` runs it
 def test_manifest_records_each_precision(resnet50_artifact):
     precisions = resnet50_artifact.manifest["precisions"]
     assert list(precisions) == ["fp32", "fp16", "int8"]
