@@ -118,22 +118,21 @@ def report(found: dict, skipped: dict[str, str], artifact, run_file: Path | None
     base = found["eager PyTorch FP32"]["p50_ms_b1"]
     fp32 = {"ONNX Runtime": found["ONNX Runtime FP32"]["p50_ms_b1"], "OpenVINO": found["OpenVINO FP32"]["p50_ms_b1"]}
     run = _run_figures(run_file)
+    agree = {  # the rbench run's batch-1 p50 over this script's, per row both measured
+        label: run[RUN_LABELS[label]] / f["p50_ms_b1"] for label, f in found.items() if run.get(RUN_LABELS[label])
+    }
     lines = ["| row | p50 ms b1 | vs eager FP32 | vs its FP32 | p50 ms b8 | worst cosine | rbench run p50 ms b1 |"]
     lines.append("|---|---|---|---|---|---|---|")
     for label, f in found.items():
         own = next((v for k, v in fp32.items() if label.startswith(k)), None)
-        mine = run.get(RUN_LABELS[label])
         p50 = f["p50_ms_b1"]
         vs_own = f"{own / p50:.2f}x" if own else ""
-        theirs = f"{mine:.1f} ({mine / p50:.2f}x)" if mine else ""
+        theirs = f"{run[RUN_LABELS[label]]:.1f} ({agree[label]:.2f}x)" if label in agree else ""
         lines.append(
             f"| {label} | {p50:.1f} | {base / p50:.2f}x | {vs_own} | {f['p50_ms_b8']:.1f} | {f['cosine']:.5f} | "
             f"{theirs} |"
         )
     lines += [f"| {label} | skipped: {why} |  |  |  |  |  |" for label, why in skipped.items()]
-    agree = {
-        label: run[RUN_LABELS[label]] / f["p50_ms_b1"] for label, f in found.items() if run.get(RUN_LABELS[label])
-    }
     within = [label for label, ratio in agree.items() if abs(ratio - 1) <= 0.15]
     if agree:
         lines.append(f"\n{len(within)} of {len(agree)} rows agree with the rbench run within 15% at batch 1.")
