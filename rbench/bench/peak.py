@@ -129,6 +129,8 @@ def measure_peaks(threads: int = 0, sizes: tuple[int, ...] = SIZES, round: str =
     slow: dict[tuple[str, str], str] = {}
     if not has_native_bf16():  # emulated at about 1 GFLOP/s: seconds per product for a figure no row is held to
         slow[("torch", "bf16")] = "not probed: no native bf16 on this CPU (torch would emulate it)"
+        # and OpenVINO's CPU plugin takes the bf16 hint and runs f32: an fp32 figure under bf16's name
+        slow[("openvino", "bf16")] = "not probed: no native bf16 on this CPU (OpenVINO would run f32)"
     for n in sorted(sizes):
         for library, precision, make in probes(threads, n):
             if (library, precision) in slow:  # emulated (torch bf16 without native bf16): one size says enough

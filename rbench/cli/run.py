@@ -9,6 +9,7 @@ from typing import Any
 
 import typer
 
+from rbench.bench.config import BenchConfig
 from rbench.cli._common import (
     _state,
     add_columns,
@@ -39,14 +40,22 @@ def run(
     precision: str = typer.Option("all", help=f"Comma list of {', '.join(PRECISIONS)}, or 'all'."),
     backends: str = typer.Option(",".join(BACKENDS), help="Comma list of backends, or 'all'."),
     device: str = typer.Option("auto", help="auto (cuda where torch sees a GPU, else cpu), cpu or cuda."),
-    batch_sizes: str = typer.Option("1,8", help="Comma list of batch sizes."),
-    warmup_s: float = typer.Option(1.0, help="Warm-up per point, seconds."),
-    duration_s: float = typer.Option(3.0, help="Timed duration per point, seconds (and at least --min-iterations)."),
-    min_iterations: int = typer.Option(10, help="Timed calls per point, at least."),
-    threads: int = typer.Option(0, help="Threads for every backend; 0: every core this process may use."),
-    seed: int = typer.Option(0, help="Seed for random weights and the input pool's order."),
-    audit: bool = typer.Option(False, help="Also run the seed audit (another seed must move throughput <= 5%)."),
-    streams: int = typer.Option(1, help="Also measure throughput with N requests in flight (0: OpenVINO's optimum)."),
+    batch_sizes: str = typer.Option(",".join(map(str, BenchConfig.batch_sizes)), help="Comma list of batch sizes."),
+    warmup_s: float = typer.Option(BenchConfig.warmup_s, help="Warm-up per point, seconds."),
+    duration_s: float = typer.Option(
+        BenchConfig.duration_s, help="Timed duration per point, seconds (and at least --min-iterations)."
+    ),
+    min_iterations: int = typer.Option(BenchConfig.min_iterations, help="Timed calls per point, at least."),
+    threads: int = typer.Option(
+        BenchConfig.threads, help="Threads for every backend; 0: every core this process may use."
+    ),
+    seed: int = typer.Option(BenchConfig.seed, help="Seed for random weights and the input pool's order."),
+    audit: bool = typer.Option(
+        BenchConfig.audit, help="Also run the seed audit (another seed must move throughput <= 5%)."
+    ),
+    streams: int = typer.Option(
+        BenchConfig.streams, help="Also measure throughput with N requests in flight (0: OpenVINO's optimum)."
+    ),
     scenario: str = typer.Option(
         None,
         help="Also drive every row through an MLPerf LoadGen scenario: single-stream, multi-stream, offline, server.",
@@ -61,13 +70,14 @@ def run(
     out_dir: Path = typer.Option(Path("results"), "--out", help="Folder for results.json, .csv, report.md, PNGs."),
     as_json: bool = typer.Option(False, "--json", help="Print results.json instead of tables."),
     profile: bool = typer.Option(False, help="Also profile every row per layer (rbench profile), into OUT/profile."),
-    peak: bool = typer.Option(True, help="Measure this machine's GEMM peak before and after the rows (share of peak)."),
+    peak: bool = typer.Option(
+        BenchConfig.peak, help="Measure this machine's GEMM peak before and after the rows (share of peak)."
+    ),
 ) -> None:
     """Benchmark latency and throughput of every backend and precision, with parity on every row.
 
     The last line of standard output is the results folder. Exit 1 when any row fails parity.
     """
-    from rbench.bench.config import BenchConfig
     from rbench.bench.machine import environment
     from rbench.bench.results import run_failures
     from rbench.bench.run import prepare_artifact, run_benchmark

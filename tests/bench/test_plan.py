@@ -49,6 +49,16 @@ def test_skip_reasons(resnet20_all, monkeypatch):
     assert [native[f"torch folded channels_last {p}"].skip for p in ("fp16", "bf16")] == [None, None]
 
 
+def test_openvino_bf16_runs_only_on_a_cpu_with_native_bf16(resnet20_all, monkeypatch):
+    monkeypatch.setattr("rbench.env.cpu_flags", lambda: {"avx2", "fma"})  # AMD Zen 3: the plugin would run f32
+    assert _plans(resnet20_all, ["openvino"], ["bf16"])["openvino cpu bf16"].skip == (
+        "no native bf16 on this CPU (OpenVINO's bf16 hint would run f32: the fp32 row)"
+    )
+    monkeypatch.setattr("rbench.env.cpu_flags", lambda: {"avx2", "avx512f", "avx512_bf16"})
+    plan = _plans(resnet20_all, ["openvino"], ["bf16"])["openvino cpu bf16"]
+    assert plan.skip is None and plan.file == "model.onnx"
+
+
 def test_an_unknown_backend_is_refused_never_another_backend(resnet20_all):
     from rbench.errors import BadInputError
 
