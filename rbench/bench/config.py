@@ -14,7 +14,8 @@ class BenchConfig:
 
     The defaults are trtexec's (200 ms of warm-up, then at least 3 s and 10 calls) over batches 1 and 8. Each point's
     untimed cold call comes first, so the warm-up starts on a runner that has already allocated and picked its
-    kernels (README: what 1 s of warm-up changed, and cost, in ``make bench``).
+    kernels: on the default ResNet-50 (AMD Zen 3) every p50 at 0.2 s was within 0.86-1.05x of a 1 s run's, and the
+    cut took 21 s off ``make bench`` (README).
     """
 
     batch_sizes: tuple[int, ...] = (1, 8)

@@ -179,10 +179,13 @@ def theoretical_peaks(cpu: dict) -> dict[str, Theoretical]:
     cores, flags = cpu.get("logical_cores") or 1, set(cpu.get("flags") or ())
     if not clock:
         return {}
-    halves = cpu.get("vendor") == "AuthenticAMD" and str(cpu.get("family")) == "25"
+    halves = cpu.get("vendor") == "AuthenticAMD" and str(cpu.get("family")) == "25"  # Zen 3 and Zen 4
     bits = 512 if "avx512f" in flags and not halves else 256
     fp32 = 2 * 2 * bits // 32  # two FMA pipes, two FLOP per FMA, lanes of 32 bits
-    width = f"{bits}-bit vectors" + (" (AVX-512 on 256-bit halves, AMD family 25)" if halves else "")
+    if "avx512f" not in flags:
+        width = f"{bits}-bit vectors (AVX2, no AVX-512)"
+    else:
+        width = f"{bits}-bit vectors" + (" (AVX-512 on 256-bit halves, AMD family 25)" if halves else " (AVX-512)")
     base = f"{cores} cores x {clock:.0f} MHz ({source}), 2 FMA pipes, {width}"
     per_cycle = {"fp32": (fp32, base)}
     if "avx512_bf16" in flags:

@@ -243,7 +243,7 @@ SPECS = (
         {
             "fp32": "model.onnx, hint f32",
             "fp16": "model.fp16.onnx, hint f32",
-            "bf16": "model.onnx, hint bf16",
+            "bf16": "model.onnx, hint bf16 (a CPU with native bf16)",
             "int8": "model.int8.onnx, hint f32",
             "int8-nncf": "model.int8-nncf.xml (NNCF IR), hint f32",
             "int8-mixed": "model.int8-mixed.onnx, hint f32",

@@ -12,16 +12,17 @@ SKYLAKE_SP = {"vendor": "GenuineIntel", "family": "6", "logical_cores": 2, "meas
 
 
 @pytest.mark.parametrize(
-    ("cpu", "fp32_per_cycle", "int8_per_cycle", "has_bf16", "int8_why"),
+    ("cpu", "fp32_per_cycle", "int8_per_cycle", "has_bf16", "int8_why", "width"),
     [
-        (ZEN3, 32, 64, False, "no VNNI: int8 as VPMADDUBSW + VPMADDWD, 2x FP32"),
-        (ZEN4, 32, 128, True, "VNNI int8 dot products 4x FP32"),  # AVX-512 on 256-bit halves
-        (SKYLAKE_SP, 64, 128, False, "no VNNI"),
+        (ZEN3, 32, 64, False, "no VNNI: int8 as VPMADDUBSW + VPMADDWD, 2x FP32", "256-bit vectors (AVX2, no AVX-512)"),
+        (ZEN4, 32, 128, True, "VNNI int8 dot products 4x FP32", "256-bit vectors (AVX-512 on 256-bit halves"),
+        (SKYLAKE_SP, 64, 128, False, "no VNNI", "512-bit vectors (AVX-512)"),
     ],
 )
-def test_peak_on_paper_per_precision(cpu, fp32_per_cycle, int8_per_cycle, has_bf16, int8_why):
+def test_peak_on_paper_per_precision(cpu, fp32_per_cycle, int8_per_cycle, has_bf16, int8_why, width):
     paper = theoretical_peaks(cpu)
-    assert paper["fp32"].flop_per_cycle == fp32_per_cycle
+    assert paper["fp32"].flop_per_cycle == fp32_per_cycle and width in paper["fp32"].assumptions
+    assert "halves" not in paper["fp32"].assumptions or cpu is ZEN4  # a Zen 3 has no AVX-512 to split
     assert paper["fp32"].gflops == pytest.approx(2 * fp32_per_cycle * 3.0)  # 2 cores x 3 GHz
     assert paper["int8"].flop_per_cycle == int8_per_cycle and int8_why in paper["int8"].assumptions
     assert ("bf16" in paper) is has_bf16
