@@ -133,7 +133,7 @@ def measure_peaks(threads: int = 0, sizes: tuple[int, ...] = SIZES, round: str =
         slow[("openvino", "bf16")] = "not probed: no native bf16 on this CPU (OpenVINO would run f32)"
     for n in sorted(sizes):
         for library, precision, make in probes(threads, n):
-            if (library, precision) in slow:  # emulated (torch bf16 without native bf16): one size says enough
+            if (library, precision) in slow:  # bf16 without native bf16, or emulated at a smaller size
                 results.append(Probe(library, precision, None, slow[(library, precision)], size=n, round=round))
                 continue
             try:
@@ -183,9 +183,10 @@ def theoretical_peaks(cpu: dict) -> dict[str, Theoretical]:
     bits = 512 if "avx512f" in flags and not halves else 256
     fp32 = 2 * 2 * bits // 32  # two FMA pipes, two FLOP per FMA, lanes of 32 bits
     if "avx512f" not in flags:
-        width = f"{bits}-bit vectors (AVX2, no AVX-512)"
+        isa = "AVX2, no AVX-512"
     else:
-        width = f"{bits}-bit vectors" + (" (AVX-512 on 256-bit halves, AMD family 25)" if halves else " (AVX-512)")
+        isa = "AVX-512 on 256-bit halves, AMD family 25" if halves else "AVX-512"
+    width = f"{bits}-bit vectors ({isa})"
     base = f"{cores} cores x {clock:.0f} MHz ({source}), 2 FMA pipes, {width}"
     per_cycle = {"fp32": (fp32, base)}
     if "avx512_bf16" in flags:

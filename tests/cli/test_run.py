@@ -50,9 +50,9 @@ def test_rows_say_what_ran_with_parity_and_efficiency(run_dir):
             assert p["stats"]["iterations"] >= 3 and p["stats"]["p50"] > 0 and p["first_inference_s"] > 0
             assert p["efficiency"]["gflops"] > 0 and p["efficiency"]["share_of_peak"] > 0, r["label"]
     assert rows["openvino cpu fp32"]["executed"] == "conv f32 x19"  # the f32 hint held: no silent bf16
-    from rbench.bench.machine import cpu_record
+    from rbench.env import has_native_bf16
 
-    native_bf16 = bool({"avx512_bf16", "amx_bf16"} & set(cpu_record()["flags"]))
+    native_bf16 = has_native_bf16()
     # OpenVINO runs bf16 where the CPU has it natively; elsewhere its plugin would run f32, and the row says so
     if native_bf16:
         assert rows["openvino cpu bf16"]["executed"] == "conv bf16 x19"
